@@ -1,0 +1,642 @@
+"""Decide what one ScheduledJob needs now: the reconcile step, with no I/O.
+
+``plan()`` takes the ScheduledJob as last read, the Pods it owns and ``now``,
+and returns the new status, the Pods to create and delete, the Events to post
+and when to look at the job again. The caller performs the I/O. Because the
+decision is derived from status and Pods alone, an operator that restarts
+(or a new leader) reaches the same decisions, and deterministic Pod names
+turn a repeated create into AlreadyExists instead of a second run.
+
+The crash window: Pods are created before status is written. If the operator
+dies in between, the next plan sees the Pods, adopts them into status and
+does not create them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from sked import naming
+from sked.backoff import retry_delay
+from sked.errors import InvalidSpecError
+from sked.schedule import Schedule, slots_due
+from sked.spec import (
+    ActiveRun,
+    Attempt,
+    ConcurrencyPolicy,
+    Condition,
+    MissedReason,
+    MissedSlot,
+    Run,
+    RunPhase,
+    ScheduledJobSpec,
+    ScheduledJobStatus,
+)
+
+# A Pod that the status names but that no watch has shown for this long after
+# its creation is taken as deleted, and its attempt as failed.
+MISSING_POD_GRACE = dt.timedelta(seconds=30)
+
+
+class Reason(enum.StrEnum):
+    """Event and condition reasons, CamelCase as Kubernetes uses them."""
+
+    POD_CREATED = "PodCreated"
+    RUN_SUCCEEDED = "RunSucceeded"
+    RUN_FAILED = "RunFailed"
+    RETRY_SCHEDULED = "RetryScheduled"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    CONCURRENCY_SKIPPED = "ConcurrencySkipped"
+    MISSED_SCHEDULE = "MissedSchedule"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    INVALID_SPEC = "InvalidSpec"
+    RUN_REPLACED = "RunReplaced"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    POD_DELETED = "PodDeleted"
+    NEVER_FIRES = "NeverFires"
+    SCHEDULED = "Scheduled"
+    SUSPENDED = "Suspended"
+    VALID = "Valid"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the planner needs of one Pod."""
+
+    name: str
+    slot: dt.datetime
+    attempt: int
+    phase: str
+    created: dt.datetime | None = None
+    finished: dt.datetime | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the planner needs of one ScheduledJob."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: dt.datetime
+    spec: ScheduledJobSpec | None
+    status: ScheduledJobStatus
+    spec_error: InvalidSpecError | None = None
+
+
+@dataclass(frozen=True)
+class PodToCreate:
+    """A Pod the plan starts: ``attempt`` of the run at ``slot``."""
+
+    slot: dt.datetime
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about the ScheduledJob."""
+
+    reason: Reason
+    message: str
+    warning: bool = False
+    slot: dt.datetime | None = None
+    attempt: int | None = None
+
+
+@dataclass
+class Plan:
+    """Everything one reconcile decided."""
+
+    status: ScheduledJobStatus
+    creates: list[PodToCreate] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    wake_at: dt.datetime | None = None
+
+    def wake_no_later_than(self, when: dt.datetime | None) -> None:
+        if when is not None and (self.wake_at is None or when < self.wake_at):
+            self.wake_at = when
+
+
+def _format(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _set_condition(
+    status: ScheduledJobStatus,
+    kind: str,
+    value: bool,
+    reason: str,
+    message: str,
+    *,
+    now: dt.datetime,
+    generation: int,
+) -> bool:
+    """Set a condition; return True when its status or reason changed."""
+    text = "True" if value else "False"
+    for condition in status.conditions:
+        if condition.type == kind:
+            changed = condition.status != text or condition.reason != reason
+            if changed:
+                condition.lastTransitionTime = now
+            condition.status = text
+            condition.reason = reason
+            condition.message = message
+            condition.observedGeneration = generation
+            return changed
+    status.conditions.append(
+        Condition(
+            type=kind,
+            status=text,
+            reason=reason,
+            message=message,
+            lastTransitionTime=now,
+            observedGeneration=generation,
+        )
+    )
+    return True
+
+
+def _condition_is(status: ScheduledJobStatus, kind: str, value: str) -> bool:
+    return any(c.type == kind and c.status == value for c in status.conditions)
+
+
+def plan(job: JobView, pods: list[PodView], *, now: dt.datetime, schedule: Schedule | None) -> Plan:
+    """Return what ``job`` needs at ``now``; ``schedule`` is None when the spec is invalid."""
+    status = job.status.model_copy(deep=True)
+    result = Plan(status=status)
+    if job.spec is None or schedule is None:
+        _plan_invalid(job, result, now=now)
+        return result
+    spec = job.spec
+
+    pods_by_name = {pod.name: pod for pod in pods}
+    _adopt_pods(status, pods)
+    for run in status.runs:
+        if not run.phase.finished:
+            _advance_run(job, spec, run, pods_by_name, result, now=now)
+    _start_due_runs(job, spec, schedule, result, now=now)
+    _trim_history(spec, status, pods, result)
+    _summarize(job, spec, schedule, result, now=now)
+    return result
+
+
+def _plan_invalid(job: JobView, result: Plan, *, now: dt.datetime) -> None:
+    status = result.status
+    error = job.spec_error or InvalidSpecError("the spec could not be read")
+    message = str(error)
+    changed = _set_condition(
+        status, "InvalidSpec", True, error.reason, message, now=now, generation=job.generation
+    )
+    _set_condition(
+        status, "Ready", False, error.reason, message, now=now, generation=job.generation
+    )
+    status.nextScheduleTime = None
+    status.observedGeneration = job.generation
+    if changed:
+        event_reason = (
+            Reason.INVALID_SCHEDULE if error.reason == "InvalidSchedule" else Reason.INVALID_SPEC
+        )
+        result.events.append(Event(event_reason, message, warning=True))
+
+
+def _adopt_pods(status: ScheduledJobStatus, pods: list[PodView]) -> None:
+    """Record in status every Pod of this job that status does not name yet.
+
+    Such Pods exist when the operator stopped between creating a Pod and
+    writing status. Adopting them keeps their slot from running again.
+    """
+    runs = {run.scheduledTime: run for run in status.runs}
+    known = {attempt.podName for run in status.runs for attempt in run.attempts}
+    for pod in sorted(pods, key=lambda p: (p.slot, p.attempt)):
+        if pod.name in known:
+            continue
+        run = runs.get(pod.slot)
+        if run is None:
+            run = Run(scheduledTime=pod.slot, phase=RunPhase.PENDING)
+            status.runs.append(run)
+            runs[pod.slot] = run
+        run.attempts.append(Attempt(attempt=pod.attempt, podName=pod.name, startTime=pod.created))
+        run.attempts.sort(key=lambda a: a.attempt)
+        if status.lastScheduleTime is None or pod.slot > status.lastScheduleTime:
+            status.lastScheduleTime = pod.slot
+    status.runs.sort(key=lambda r: r.scheduledTime)
+
+
+def _refresh_attempt(attempt: Attempt, pod: PodView) -> None:
+    attempt.phase = {
+        "Pending": RunPhase.PENDING,
+        "Running": RunPhase.RUNNING,
+        "Succeeded": RunPhase.SUCCEEDED,
+        "Failed": RunPhase.FAILED,
+    }.get(pod.phase, attempt.phase)
+    attempt.startTime = attempt.startTime or pod.created
+    if attempt.phase.finished:
+        attempt.finishTime = attempt.finishTime or pod.finished
+        attempt.exitCode = pod.exit_code
+        attempt.reason = pod.reason or attempt.reason
+        attempt.message = pod.message or attempt.message
+
+
+def _advance_run(
+    job: JobView,
+    spec: ScheduledJobSpec,
+    run: Run,
+    pods: dict[str, PodView],
+    result: Plan,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Move one unfinished run forward: follow its Pod, retry it, or finish it."""
+    if not run.attempts:
+        run.phase = RunPhase.FAILED
+        run.reason = "NoAttempt"
+        run.finishTime = now
+        return
+    attempt = run.attempts[-1]
+    pod = pods.get(attempt.podName)
+
+    if not attempt.phase.finished:
+        if pod is not None and not pod.deleting:
+            _refresh_attempt(attempt, pod)
+        elif pod is None:
+            # The create response puts new Pods in the cache at once, so a
+            # missing Pod was deleted by someone else, or is still on its way.
+            seen_since = attempt.startTime or now
+            if now - seen_since < MISSING_POD_GRACE:
+                result.wake_no_later_than(seen_since + MISSING_POD_GRACE)
+            else:
+                attempt.phase = RunPhase.FAILED
+                attempt.reason = Reason.POD_DELETED.value
+                attempt.message = f"Pod {attempt.podName} was deleted before it finished"
+                attempt.finishTime = now
+
+    if not attempt.phase.finished and spec.activeDeadlineSeconds is not None:
+        started = attempt.startTime or now
+        deadline = started + dt.timedelta(seconds=spec.activeDeadlineSeconds)
+        if now >= deadline:
+            attempt.phase = RunPhase.FAILED
+            attempt.reason = Reason.DEADLINE_EXCEEDED.value
+            attempt.message = (
+                f"the attempt ran longer than activeDeadlineSeconds "
+                f"({spec.activeDeadlineSeconds}s), so its Pod was deleted"
+            )
+            attempt.finishTime = now
+            result.deletes.append(attempt.podName)
+        else:
+            result.wake_no_later_than(deadline)
+
+    if attempt.phase is RunPhase.SUCCEEDED:
+        run.phase = RunPhase.SUCCEEDED
+        run.finishTime = attempt.finishTime or now
+        run.nextAttemptTime = None
+        result.events.append(
+            Event(
+                Reason.RUN_SUCCEEDED,
+                f"run of {_format(run.scheduledTime)} succeeded on attempt {attempt.attempt}",
+                slot=run.scheduledTime,
+                attempt=attempt.attempt,
+            )
+        )
+        return
+    if attempt.phase is RunPhase.FAILED:
+        _after_failed_attempt(job, spec, run, attempt, result, now=now)
+        return
+    run.phase = RunPhase.RUNNING if attempt.phase is RunPhase.RUNNING else RunPhase.PENDING
+
+
+def _after_failed_attempt(
+    job: JobView,
+    spec: ScheduledJobSpec,
+    run: Run,
+    attempt: Attempt,
+    result: Plan,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Schedule the next attempt after a failure, start it when due, or fail the run."""
+    failed = len(run.attempts)
+    detail = f"exit code {attempt.exitCode}" if attempt.exitCode is not None else attempt.reason
+    if failed > spec.retry.limit:
+        run.phase = RunPhase.FAILED
+        run.reason = Reason.RETRIES_EXHAUSTED.value
+        run.finishTime = attempt.finishTime or now
+        run.nextAttemptTime = None
+        result.events.append(
+            Event(
+                Reason.RETRIES_EXHAUSTED,
+                f"run of {_format(run.scheduledTime)} failed after {failed} attempts; "
+                f"the last ended with {detail}",
+                warning=True,
+                slot=run.scheduledTime,
+                attempt=attempt.attempt,
+            )
+        )
+        return
+    if run.nextAttemptTime is None:
+        # Derived from the failed Pod's finish time, so the wait survives a restart.
+        finished = attempt.finishTime or now
+        run.nextAttemptTime = finished + retry_delay(spec.retry.backoff, failed)
+        run.phase = RunPhase.PENDING
+        result.events.append(
+            Event(
+                Reason.RETRY_SCHEDULED,
+                f"attempt {attempt.attempt} of run {_format(run.scheduledTime)} failed with "
+                f"{detail}; attempt {attempt.attempt + 1} starts at "
+                f"{_format(run.nextAttemptTime)}",
+                warning=True,
+                slot=run.scheduledTime,
+                attempt=attempt.attempt,
+            )
+        )
+    if now < run.nextAttemptTime:
+        result.wake_no_later_than(run.nextAttemptTime)
+        return
+    _start_attempt(job, run, attempt.attempt + 1, result, now=now)
+
+
+def _start_attempt(job: JobView, run: Run, number: int, result: Plan, *, now: dt.datetime) -> None:
+    name = naming.pod_name(job.name, run.scheduledTime, number)
+    run.attempts.append(Attempt(attempt=number, podName=name, startTime=now))
+    run.nextAttemptTime = None
+    run.phase = RunPhase.PENDING
+    result.creates.append(PodToCreate(slot=run.scheduledTime, attempt=number))
+    result.events.append(
+        Event(
+            Reason.POD_CREATED,
+            f"created Pod {name} for run {_format(run.scheduledTime)}, attempt {number}",
+            slot=run.scheduledTime,
+            attempt=number,
+        )
+    )
+
+
+def _count_missed(
+    status: ScheduledJobStatus,
+    count: int,
+    newest: dt.datetime | None,
+    reason: MissedReason,
+    result: Plan,
+    *,
+    lower_bound: bool = False,
+) -> None:
+    if count <= 0 or newest is None:
+        return
+    status.missedRuns += count
+    status.missedRunsIsLowerBound = status.missedRunsIsLowerBound or lower_bound
+    status.lastMissed = MissedSlot(scheduledTime=newest, reason=reason)
+    amount = f"at least {count}" if lower_bound else str(count)
+    if reason is MissedReason.CONCURRENCY:
+        result.events.append(
+            Event(
+                Reason.CONCURRENCY_SKIPPED,
+                f"skipped the run of {_format(newest)} because an earlier run is still active "
+                "and concurrencyPolicy is Forbid",
+                slot=newest,
+            )
+        )
+        return
+    explanation = {
+        MissedReason.DEADLINE: "they were reached later than startingDeadlineSeconds allows",
+        MissedReason.SUSPENDED: "the ScheduledJob was suspended",
+        MissedReason.CATCH_UP: "the operator was not running and only the newest slot runs",
+    }.get(reason, str(reason))
+    result.events.append(
+        Event(
+            Reason.MISSED_SCHEDULE,
+            f"{amount} slot(s) got no run because {explanation}; the newest was {_format(newest)}",
+            warning=True,
+            slot=newest,
+        )
+    )
+
+
+def _start_due_runs(
+    job: JobView,
+    spec: ScheduledJobSpec,
+    schedule: Schedule,
+    result: Plan,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Start the due slot, if any, under the concurrency policy, and count what is missed."""
+    status = result.status
+    last = status.lastScheduleTime or job.created
+    if status.observedSchedule != _schedule_key(spec):
+        # A changed schedule starts from now: slots of the old one are not caught up.
+        if status.observedSchedule is not None:
+            last = max(last, now)
+        status.observedSchedule = _schedule_key(spec)
+
+    was_suspended = _condition_is(status, "Suspended", "True")
+    if spec.suspend or was_suspended:
+        # Slots that fell due while suspended are missed, and none runs on resume.
+        due = slots_due(schedule, last_handled=last, now=now, starting_deadline=dt.timedelta(0))
+        if due is not None:
+            count = due.missed + (1 if due.run is not None else 0)
+            newest = due.run or due.newest_missed
+            _count_missed(
+                status, count, newest, MissedReason.SUSPENDED, result, lower_bound=due.lower_bound
+            )
+            status.lastScheduleTime = newest
+        if spec.suspend:
+            return
+        last = status.lastScheduleTime or last
+
+    deadline = None
+    if spec.startingDeadlineSeconds is not None:
+        deadline = dt.timedelta(seconds=spec.startingDeadlineSeconds)
+    due = slots_due(schedule, last_handled=last, now=now, starting_deadline=deadline)
+    if due is None:
+        return
+    # With a run, the older slots lost to catch-up; without one, all were too late.
+    _count_missed(
+        status,
+        due.missed,
+        due.newest_missed,
+        MissedReason.CATCH_UP if due.run is not None else MissedReason.DEADLINE,
+        result,
+        lower_bound=due.lower_bound,
+    )
+    if due.run is None:
+        status.lastScheduleTime = due.newest_missed
+        return
+    status.lastScheduleTime = due.run
+    active = [run for run in status.runs if not run.phase.finished]
+    if active and spec.concurrencyPolicy is ConcurrencyPolicy.FORBID:
+        _count_missed(status, 1, due.run, MissedReason.CONCURRENCY, result)
+        return
+    if active and spec.concurrencyPolicy is ConcurrencyPolicy.REPLACE:
+        for run in active:
+            _replace(run, due.run, result, now=now)
+    run = Run(scheduledTime=due.run, phase=RunPhase.PENDING)
+    status.runs.append(run)
+    _start_attempt(job, run, 1, result, now=now)
+
+
+def _replace(run: Run, by: dt.datetime, result: Plan, *, now: dt.datetime) -> None:
+    attempt = run.attempts[-1] if run.attempts else None
+    if attempt is not None and not attempt.phase.finished:
+        attempt.phase = RunPhase.FAILED
+        attempt.reason = Reason.RUN_REPLACED.value
+        attempt.finishTime = now
+        result.deletes.append(attempt.podName)
+    run.phase = RunPhase.FAILED
+    run.reason = Reason.RUN_REPLACED.value
+    run.finishTime = now
+    run.nextAttemptTime = None
+    result.events.append(
+        Event(
+            Reason.RUN_REPLACED,
+            f"run of {_format(run.scheduledTime)} was stopped and replaced by the run of "
+            f"{_format(by)} because concurrencyPolicy is Replace",
+            slot=run.scheduledTime,
+        )
+    )
+
+
+def _schedule_key(spec: ScheduledJobSpec) -> str:
+    return f"{spec.schedule}|{spec.timeZone}"
+
+
+def _trim_history(
+    spec: ScheduledJobSpec, status: ScheduledJobStatus, pods: list[PodView], result: Plan
+) -> None:
+    """Drop the oldest finished runs beyond the history limits, and delete their Pods."""
+    keep: list[Run] = []
+    kept_succeeded = kept_failed = 0
+    dropped: set[dt.datetime] = set()
+    for run in sorted(status.runs, key=lambda r: r.scheduledTime, reverse=True):
+        if run.phase is RunPhase.SUCCEEDED:
+            kept_succeeded += 1
+            if kept_succeeded > spec.history.successfulRunsLimit:
+                dropped.add(run.scheduledTime)
+                continue
+        elif run.phase is RunPhase.FAILED:
+            kept_failed += 1
+            if kept_failed > spec.history.failedRunsLimit:
+                dropped.add(run.scheduledTime)
+                continue
+        keep.append(run)
+    status.runs = sorted(keep, key=lambda r: r.scheduledTime)
+    already = set(result.deletes)
+    for pod in pods:
+        if pod.slot in dropped and not pod.deleting and pod.name not in already:
+            result.deletes.append(pod.name)
+
+
+def _summarize(
+    job: JobView,
+    spec: ScheduledJobSpec,
+    schedule: Schedule,
+    result: Plan,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Fill the fields derived from runs, the conditions and the next wake-up."""
+    status = result.status
+    generation = job.generation
+    active = [run for run in status.runs if not run.phase.finished]
+    status.active = [
+        ActiveRun(
+            scheduledTime=run.scheduledTime,
+            attempt=run.attempts[-1].attempt if run.attempts else 1,
+            podName=run.attempts[-1].podName if run.attempts else None,
+        )
+        for run in active
+    ]
+    status.activeCount = len(active)
+    for run in status.runs:
+        if run.finishTime is None:
+            continue
+        if run.phase is RunPhase.SUCCEEDED:
+            status.lastSuccessfulTime = max(
+                status.lastSuccessfulTime or run.finishTime, run.finishTime
+            )
+        elif run.phase is RunPhase.FAILED:
+            status.lastFailureTime = max(status.lastFailureTime or run.finishTime, run.finishTime)
+    finished = [run for run in status.runs if run.phase.finished]
+    if finished:
+        status.lastResult = max(finished, key=lambda r: r.scheduledTime).phase.value
+
+    if spec.suspend:
+        status.nextScheduleTime = None
+    else:
+        status.nextScheduleTime = schedule.next_after(max(now, status.lastScheduleTime or now))
+        result.wake_no_later_than(status.nextScheduleTime)
+    status.observedGeneration = generation
+
+    _set_condition(
+        status,
+        "InvalidSpec",
+        False,
+        Reason.VALID,
+        "the spec is valid",
+        now=now,
+        generation=generation,
+    )
+    if spec.suspend:
+        _set_condition(
+            status,
+            "Suspended",
+            True,
+            Reason.SUSPENDED,
+            "spec.suspend is true: no new runs start, and their slots are counted as missed",
+            now=now,
+            generation=generation,
+        )
+    else:
+        _set_condition(
+            status,
+            "Suspended",
+            False,
+            Reason.SCHEDULED,
+            "spec.suspend is false",
+            now=now,
+            generation=generation,
+        )
+    if not schedule.fires:
+        _set_condition(
+            status,
+            "Ready",
+            True,
+            Reason.NEVER_FIRES,
+            f"schedule {spec.schedule!r} names no date that exists, so it never fires; "
+            "this is allowed for jobs that are only started by hand",
+            now=now,
+            generation=generation,
+        )
+    elif spec.suspend:
+        _set_condition(
+            status,
+            "Ready",
+            True,
+            Reason.SUSPENDED,
+            "suspended; set spec.suspend to false to resume",
+            now=now,
+            generation=generation,
+        )
+    else:
+        next_text = _format(status.nextScheduleTime) if status.nextScheduleTime else "none"
+        _set_condition(
+            status,
+            "Ready",
+            True,
+            Reason.SCHEDULED,
+            f"the next run is due at {next_text}",
+            now=now,
+            generation=generation,
+        )
+
+
+def status_patch(status: ScheduledJobStatus) -> dict[str, Any]:
+    """Return the status as a merge-patch body; fields that are None are removed."""
+    return status.model_dump(mode="json")

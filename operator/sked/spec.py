@@ -1,0 +1,284 @@
+"""The ScheduledJob API: pydantic models of its spec and status.
+
+These models are the single source of the CRD's schema: ``sked.crd`` turns
+them into the structural OpenAPI schema under ``crds/`` (``make crds``), so
+the API server and the operator accept the same specs. Field names are the
+API's own camelCase names. Descriptions become ``kubectl explain`` text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+GROUP = "sked.dev"
+VERSION = "v1alpha1"
+KIND = "ScheduledJob"
+PLURAL = "scheduledjobs"
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    """What a due slot does while an earlier run of the same ScheduledJob is still active."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class RunPhase(enum.StrEnum):
+    """Where a run is in its life; Succeeded and Failed are final."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunPhase.SUCCEEDED, RunPhase.FAILED)
+
+
+class MissedReason(enum.StrEnum):
+    """Why a slot got no run."""
+
+    DEADLINE = "deadline"
+    """The operator reached the slot later than spec.startingDeadlineSeconds allows."""
+    CONCURRENCY = "concurrency"
+    """concurrencyPolicy Forbid and an earlier run was still active."""
+    SUSPENDED = "suspended"
+    """spec.suspend was true at the slot's time."""
+    CATCH_UP = "catchUp"
+    """The operator was not running at the slot's time and only the newest missed slot runs."""
+
+
+# An object field whose own fields all have defaults gets `default: {}` in the
+# CRD, so the API server fills in the nested defaults too.
+_EMPTY: dict[str, Any] = {"default": {}}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
+
+
+class Backoff(_Model):
+    """Waits between the attempts of one run: initialSeconds × factor^(n-1), capped."""
+
+    initialSeconds: int = Field(
+        10, ge=0, le=86400, description="Wait before the first retry, in seconds."
+    )
+    factor: float = Field(
+        2.0, ge=1, le=10, description="Multiplier applied to the wait after each retry."
+    )
+    maxSeconds: int = Field(
+        360, ge=0, le=604800, description="Upper bound of any wait, in seconds."
+    )
+
+
+class Retry(_Model):
+    """How often a failed attempt is tried again."""
+
+    limit: int = Field(
+        3, ge=0, le=100, description="Retries after the first attempt; 0 disables retries."
+    )
+    backoff: Backoff = Field(
+        default_factory=Backoff, description="Waits between attempts.", json_schema_extra=_EMPTY
+    )
+
+
+class History(_Model):
+    """How many finished runs stay in status, with their Pods."""
+
+    successfulRunsLimit: int = Field(3, ge=0, le=100, description="Succeeded runs kept.")
+    failedRunsLimit: int = Field(1, ge=0, le=100, description="Failed runs kept.")
+
+
+class Container(BaseModel):
+    """A container of the Pod template; fields other than name and image pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=63, description="Container name.")
+    image: str = Field(min_length=1, description="Container image.")
+
+
+class PodSpecTemplate(BaseModel):
+    """A Pod spec; every field besides restartPolicy and containers passes through unchecked.
+
+    The operator checks the whole Pod with a server-side dry-run create.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    restartPolicy: Literal["Never"] = Field(
+        "Never",
+        description=(
+            "Must be Never: with OnFailure or Always the kubelet restarts containers in place, "
+            "and sked could no longer see or count attempts. Retries are set in spec.retry."
+        ),
+    )
+    containers: list[Container] = Field(min_length=1, description="The Pod's containers.")
+
+
+class PodTemplate(_Model):
+    """The Pod that each attempt of a run creates."""
+
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Labels and annotations copied onto each Pod.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    spec: PodSpecTemplate = Field(description="The Pod spec.")
+
+
+class ScheduledJobSpec(_Model):
+    """What to run, when, and how to retry it."""
+
+    schedule: str = Field(
+        min_length=1,
+        max_length=256,
+        description=(
+            "Cron schedule: 5 fields (minute hour day-of-month month day-of-week), or 6 with "
+            "seconds first, or a macro (@yearly @annually @monthly @weekly @daily @midnight "
+            "@hourly). Day and month names are accepted. When both day fields are restricted, "
+            "a day matching either one fires, as in classic cron."
+        ),
+    )
+    timeZone: str = Field(
+        "UTC", min_length=1, max_length=64, description="IANA time zone the schedule is read in."
+    )
+    suspend: bool = Field(
+        False, description="Stops new runs; slots due meanwhile are counted as missed."
+    )
+    concurrencyPolicy: ConcurrencyPolicy = Field(
+        ConcurrencyPolicy.FORBID,
+        description=(
+            "Allow runs side by side; Forbid skips a slot while a run is active (the slot is "
+            "counted as missed and never starts later); Replace deletes the active run's Pod."
+        ),
+    )
+    startingDeadlineSeconds: int | None = Field(
+        None,
+        ge=0,
+        description="A slot reached later than this after its due time is missed; unset: no limit.",
+    )
+    activeDeadlineSeconds: int | None = Field(
+        None,
+        ge=1,
+        description="An attempt running longer than this is stopped and failed; unset: no limit.",
+    )
+    retry: Retry = Field(
+        default_factory=Retry, description="Retries of failed attempts.", json_schema_extra=_EMPTY
+    )
+    history: History = Field(
+        default_factory=History, description="Finished runs kept.", json_schema_extra=_EMPTY
+    )
+    template: PodTemplate = Field(description="The Pod each attempt creates.")
+
+
+def _format_time(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _StatusModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @field_serializer("*", when_used="json")
+    def _serialize(self, value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return _format_time(value)
+        return value
+
+
+class Attempt(_StatusModel):
+    """One Pod of a run."""
+
+    attempt: int = Field(ge=1, description="1 for the first Pod of a run, 2 for the first retry.")
+    podName: str = Field(description="Name of the attempt's Pod.")
+    startTime: dt.datetime | None = Field(None, description="When the Pod was created.")
+    finishTime: dt.datetime | None = Field(None, description="When the Pod ended.")
+    phase: RunPhase = Field(RunPhase.PENDING, description="Phase of this attempt.")
+    exitCode: int | None = Field(None, description="Exit code of the main container.")
+    reason: str | None = Field(None, description="Why the attempt ended, such as Error.")
+    message: str | None = Field(None, description="Detail on how the attempt ended.")
+
+
+class Run(_StatusModel):
+    """Everything that happened for one slot."""
+
+    scheduledTime: dt.datetime = Field(description="The slot this run belongs to.")
+    phase: RunPhase = Field(RunPhase.PENDING, description="Phase of the run.")
+    attempts: list[Attempt] = Field(
+        default_factory=list, description="Pods of the run, oldest first."
+    )
+    nextAttemptTime: dt.datetime | None = Field(
+        None, description="When the next retry starts, while the run waits for one."
+    )
+    reason: str | None = Field(None, description="Why the run ended, such as RetriesExhausted.")
+    finishTime: dt.datetime | None = Field(None, description="When the run ended.")
+
+
+class ActiveRun(_StatusModel):
+    """A run that has not ended."""
+
+    scheduledTime: dt.datetime = Field(description="The run's slot.")
+    attempt: int = Field(description="The current attempt.")
+    podName: str | None = Field(None, description="Pod of the current attempt, if it exists.")
+
+
+class MissedSlot(_StatusModel):
+    """The newest slot that got no run."""
+
+    scheduledTime: dt.datetime = Field(description="The slot.")
+    reason: MissedReason = Field(description="deadline, concurrency, suspended or catchUp.")
+
+
+class Condition(_StatusModel):
+    """A Kubernetes-style condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    lastTransitionTime: dt.datetime | None = None
+    observedGeneration: int | None = None
+
+
+class ScheduledJobStatus(_StatusModel):
+    """What the operator observed and decided; only the operator writes it."""
+
+    observedGeneration: int | None = Field(None, description="The spec generation last acted on.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, InvalidSpec.")
+    nextScheduleTime: dt.datetime | None = Field(
+        None, description="The next slot; empty when the schedule is invalid or never fires."
+    )
+    lastScheduleTime: dt.datetime | None = Field(
+        None, description="The newest slot handled, whether it ran or was missed."
+    )
+    lastSuccessfulTime: dt.datetime | None = Field(None, description="When a run last succeeded.")
+    lastFailureTime: dt.datetime | None = Field(None, description="When a run last failed.")
+    lastResult: str | None = Field(None, description="Phase of the newest finished run.")
+    active: list[ActiveRun] = Field(default_factory=list, description="Runs not yet ended.")
+    activeCount: int = Field(0, description="Number of active runs.")
+    runs: list[Run] = Field(default_factory=list, description="Recent runs, newest last.")
+    missedRuns: int = Field(0, description="Slots that got no run, since the job was created.")
+    missedRunsIsLowerBound: bool = Field(
+        False, description="True when missedRuns stopped counting during a long downtime."
+    )
+    lastMissed: MissedSlot | None = Field(None, description="The newest slot that got no run.")
+    observedSchedule: str | None = Field(
+        None,
+        description=(
+            "Schedule and time zone the slots were last computed for; when they change, "
+            "slots of the old schedule are not caught up."
+        ),
+    )
+
+
+def parse_spec(body_spec: dict[str, Any]) -> ScheduledJobSpec:
+    """Validate a spec as read from the API server (raises pydantic.ValidationError)."""
+    return ScheduledJobSpec.model_validate(body_spec)
