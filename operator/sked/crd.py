@@ -63,7 +63,7 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
 
 
 def _schema(model: type[Any]) -> dict[str, Any]:
-    raw = model.model_json_schema(mode="serialization")
+    raw = model.model_json_schema(mode="validation")
     return _structural(raw, raw.get("$defs", {}))
 
 

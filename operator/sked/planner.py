@@ -179,7 +179,7 @@ def plan(job: JobView, pods: list[PodView], *, now: dt.datetime, schedule: Sched
     spec = job.spec
 
     pods_by_name = {pod.name: pod for pod in pods}
-    _adopt_pods(status, pods)
+    _adopt_pods(status, pods, result)
     for run in status.runs:
         if not run.phase.finished:
             _advance_run(job, spec, run, pods_by_name, result, now=now)
@@ -208,18 +208,25 @@ def _plan_invalid(job: JobView, result: Plan, *, now: dt.datetime) -> None:
         result.events.append(Event(event_reason, message, warning=True))
 
 
-def _adopt_pods(status: ScheduledJobStatus, pods: list[PodView]) -> None:
+def _adopt_pods(status: ScheduledJobStatus, pods: list[PodView], result: Plan) -> None:
     """Record in status every Pod of this job that status does not name yet.
 
     Such Pods exist when the operator stopped between creating a Pod and
-    writing status. Adopting them keeps their slot from running again.
+    writing status: their slot is newer than lastScheduleTime, or their run
+    is in status without that attempt. Adopting them keeps the slot from
+    running again. Any other unknown Pod belongs to a run that history
+    cleanup already dropped, and is deleted.
     """
     runs = {run.scheduledTime: run for run in status.runs}
     known = {attempt.podName for run in status.runs for attempt in run.attempts}
+    last = status.lastScheduleTime
     for pod in sorted(pods, key=lambda p: (p.slot, p.attempt)):
-        if pod.name in known:
+        if pod.name in known or pod.deleting:
             continue
         run = runs.get(pod.slot)
+        if run is None and last is not None and pod.slot <= last:
+            result.deletes.append(pod.name)
+            continue
         if run is None:
             run = Run(scheduledTime=pod.slot, phase=RunPhase.PENDING)
             status.runs.append(run)

@@ -1,0 +1,70 @@
+"""The ``sked`` command: ``sked run`` starts the operator, ``sked version`` prints the version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+
+from sked import __version__
+
+
+def _identity() -> str:
+    """Return the Pod name in a cluster, or host and process id outside one."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sked", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the operator in the foreground")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        default=[],
+        help="watch only this namespace (repeat for several); default: all namespaces",
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, then $KUBECONFIG")
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("SKED_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
+
+    commands.add_parser("version", help="print the version and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"sked {__version__}")
+        return 0
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # kopf logs each watch event and handler call at info; keep its own lines for trouble.
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    from sked.runtime import run_operator
+
+    try:
+        return asyncio.run(
+            run_operator(
+                namespaces=args.namespaces, kubeconfig=args.kubeconfig, identity=_identity()
+            )
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

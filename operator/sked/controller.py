@@ -1,0 +1,523 @@
+"""The scheduler: one loop over a heap of wake-up times, fed by watch events.
+
+Each ScheduledJob has at most one entry that counts in the heap: the time its
+last plan asked to be looked at again (the next slot, a retry, a deadline).
+Watch events on a ScheduledJob or one of its Pods mark it for an immediate
+reconcile. A reconcile reads only the in-memory caches, calls the pure
+planner and performs what it decided, so an idle job costs no API call and
+a due slot's Pod is created at its due time, not at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import heapq
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from sked import naming
+from sked.errors import InvalidScheduleError, InvalidSpecError
+from sked.kube import KubeClient
+from sked.planner import Event, JobView, Plan, PodView, plan, status_patch
+from sked.podspec import build_pod
+from sked.schedule import Schedule, parse_schedule
+from sked.spec import GROUP, KIND, VERSION, ScheduledJobSpec, ScheduledJobStatus
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+# Reconciles that run at once; more wait. Bounds memory and API bursts when
+# thousands of slots fall due in the same second.
+MAX_CONCURRENT_RECONCILES = 64
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _pydantic_message(error: pydantic.ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        parts.append(f"spec.{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@dataclasses.dataclass
+class JobRecord:
+    """The operator's copy of one ScheduledJob, with its parsed spec cached per generation."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: dt.datetime
+    resource_version: str
+    raw_spec: dict[str, Any]
+    status: ScheduledJobStatus
+    spec: ScheduledJobSpec | None = None
+    schedule: Schedule | None = None
+    spec_error: InvalidSpecError | None = None
+    parsed_generation: int | None = None
+    checked_generation: int | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    def parse(self) -> None:
+        """Validate the spec and schedule once per generation."""
+        if self.parsed_generation == self.generation:
+            return
+        self.parsed_generation = self.generation
+        self.spec = self.schedule = self.spec_error = None
+        try:
+            spec = ScheduledJobSpec.model_validate(self.raw_spec)
+        except pydantic.ValidationError as error:
+            self.spec_error = InvalidSpecError(_pydantic_message(error))
+            return
+        try:
+            self.schedule = parse_schedule(spec.schedule, spec.timeZone)
+        except InvalidScheduleError as error:
+            self.spec_error = error
+            return
+        self.spec = spec
+
+    def view(self) -> JobView:
+        return JobView(
+            namespace=self.namespace,
+            name=self.name,
+            uid=self.uid,
+            generation=self.generation,
+            created=self.created,
+            spec=self.spec,
+            status=self.status,
+            spec_error=self.spec_error,
+        )
+
+
+def _newer(incoming: str, current: str) -> bool:
+    """Tell whether resourceVersion ``incoming`` is not older than ``current``.
+
+    resourceVersions are opaque by contract; the API server backed by etcd
+    issues increasing integers, and anything else is taken as newer.
+    """
+    try:
+        return int(incoming) >= int(current)
+    except ValueError:
+        return True
+
+
+def pod_view(body: dict[str, Any]) -> PodView | None:
+    """Extract what the planner needs from a Pod, or None if it is not one of ours."""
+    metadata = body.get("metadata", {})
+    annotations = metadata.get("annotations") or {}
+    slot = parse_time(annotations.get(naming.ANNOTATION_SCHEDULED_TIME))
+    attempt_text = annotations.get(naming.ANNOTATION_ATTEMPT, "")
+    if slot is None or not attempt_text.isdigit():
+        return None
+    status = body.get("status") or {}
+    exit_code = reason = message = None
+    finished = None
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            exit_code = terminated.get("exitCode")
+            reason = terminated.get("reason")
+            message = terminated.get("message")
+            finished = parse_time(terminated.get("finishedAt"))
+            if exit_code:
+                break
+    phase = status.get("phase", "Pending")
+    if phase == "Failed" and reason is None:
+        reason = status.get("reason")
+        message = status.get("message")
+    if phase in ("Succeeded", "Failed") and finished is None:
+        finished = dt.datetime.now(dt.UTC)
+    return PodView(
+        name=metadata["name"],
+        slot=slot,
+        attempt=int(attempt_text),
+        phase=phase,
+        created=parse_time(metadata.get("creationTimestamp")),
+        finished=finished,
+        exit_code=exit_code,
+        reason=reason,
+        message=message,
+        deleting=bool(metadata.get("deletionTimestamp")),
+    )
+
+
+def owner_uid(body: dict[str, Any]) -> str | None:
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("kind") == KIND and owner.get("controller"):
+            return str(owner.get("uid"))
+    return None
+
+
+class Controller:
+    """Keeps the caches, the heap of wake-up times, and runs reconciles."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        identity: str = "sked",
+    ) -> None:
+        self._kube = kube
+        self._clock = clock
+        self._identity = identity
+        self.jobs: dict[Key, JobRecord] = {}
+        self._keys_by_uid: dict[str, Key] = {}
+        self.pods: dict[str, dict[str, PodView]] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._wake: dict[Key, float] = {}
+        self._counter = itertools.count()
+        self._dirty: set[Key] = set()
+        self._running: set[Key] = set()
+        self._changed = asyncio.Event()
+        self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_RECONCILES)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.last_tick = time.monotonic()
+        self.last_watch_event = time.monotonic()
+
+    def note_watch_activity(self) -> None:
+        self.last_watch_event = time.monotonic()
+
+    # -- feeding the caches -------------------------------------------------------
+
+    def job_event(self, body: dict[str, Any], event_type: str | None) -> None:
+        """Take a ScheduledJob from a list or watch event."""
+        metadata = body.get("metadata", {})
+        key = (metadata.get("namespace", ""), metadata.get("name", ""))
+        if event_type == "DELETED":
+            record = self.jobs.pop(key, None)
+            if record is not None:
+                self._keys_by_uid.pop(record.uid, None)
+                self.pods.pop(record.uid, None)
+            self._wake.pop(key, None)
+            return
+        uid = str(metadata.get("uid"))
+        resource_version = str(metadata.get("resourceVersion", ""))
+        record = self.jobs.get(key)
+        if record is not None and record.uid == uid:
+            if not _newer(resource_version, record.resource_version):
+                return  # An older copy than the status this operator just wrote.
+            record.generation = int(metadata.get("generation", 1))
+            record.raw_spec = body.get("spec") or {}
+            record.resource_version = resource_version
+            record.status = ScheduledJobStatus.model_validate(body.get("status") or {})
+        else:
+            if record is not None:
+                self._keys_by_uid.pop(record.uid, None)
+            record = JobRecord(
+                namespace=key[0],
+                name=key[1],
+                uid=uid,
+                generation=int(metadata.get("generation", 1)),
+                created=parse_time(metadata.get("creationTimestamp")) or self._clock(),
+                resource_version=resource_version,
+                raw_spec=body.get("spec") or {},
+                status=ScheduledJobStatus.model_validate(body.get("status") or {}),
+            )
+            self.jobs[key] = record
+            self._keys_by_uid[uid] = key
+        self.mark(key)
+
+    def pod_event(self, body: dict[str, Any], event_type: str | None) -> None:
+        """Take a Pod from a list or watch event and mark its ScheduledJob for a reconcile."""
+        uid = owner_uid(body)
+        if uid is None:
+            return
+        name = body.get("metadata", {}).get("name", "")
+        logger.debug(
+            "Pod %s event %s phase %s", name, event_type, (body.get("status") or {}).get("phase")
+        )
+        pods = self.pods.setdefault(uid, {})
+        if event_type == "DELETED":
+            pods.pop(name, None)
+        else:
+            view = pod_view(body)
+            if view is None:
+                return
+            pods[name] = view
+        key = self._keys_by_uid.get(uid)
+        if key is not None:
+            self.mark(key)
+
+    def mark(self, key: Key) -> None:
+        """Ask for a reconcile of ``key`` as soon as possible."""
+        self._dirty.add(key)
+        self._changed.set()
+
+    def _schedule(self, key: Key, when: dt.datetime | None) -> None:
+        if when is None:
+            self._wake.pop(key, None)
+            return
+        stamp = when.timestamp()
+        current = self._wake.get(key)
+        if current is not None and current <= stamp and current > time.time():
+            return
+        self._wake[key] = stamp
+        heapq.heappush(self._heap, (stamp, next(self._counter), key))
+        self._changed.set()
+
+    @property
+    def heap_size(self) -> int:
+        return len(self._wake)
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def prime(self, namespaces: list[str] | None) -> None:
+        """List ScheduledJobs and their Pods before the first reconcile.
+
+        Without this, a job could be planned before its Pods are known, and
+        Forbid would not see a run that is still active.
+        """
+        for namespace in namespaces or [None]:
+            for pod in await self._kube.list_pods(naming.LABEL_SCHEDULEDJOB, namespace):
+                self.pod_event(pod, None)
+            for job in await self._kube.list_jobs(namespace):
+                job.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+                self.job_event(job, None)
+        logger.info("loaded %d ScheduledJobs and their Pods", len(self.jobs))
+
+    async def run(self) -> None:
+        """Reconcile marked jobs and jobs whose wake-up time came, until cancelled."""
+        while True:
+            self.last_tick = time.monotonic()
+            now = time.time()
+            while self._heap and self._heap[0][0] <= now:
+                stamp, _, key = heapq.heappop(self._heap)
+                if self._wake.get(key) == stamp:
+                    del self._wake[key]
+                    self._dirty.add(key)
+            for key in list(self._dirty):
+                if key in self._running:
+                    continue  # Picked up again when the running reconcile ends.
+                self._dirty.discard(key)
+                if key in self.jobs:
+                    self._start(key)
+            self._changed.clear()
+            timeout = None
+            if self._heap:
+                # A millisecond late rather than early, so the slot is due when planned.
+                timeout = max(0.0, self._heap[0][0] - time.time()) + 0.001
+            # Wake at least every few seconds so liveness sees the loop turning.
+            timeout = 5.0 if timeout is None else min(timeout, 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _start(self, key: Key) -> None:
+        self._running.add(key)
+        task = asyncio.create_task(self._reconcile_guarded(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile_guarded(self, key: Key) -> None:
+        try:
+            async with self._semaphore:
+                await self.reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except ApiException as error:
+            logger.warning(
+                "reconcile of %s/%s failed with API status %s: %s; retrying in 5s",
+                key[0],
+                key[1],
+                error.status,
+                error.reason,
+            )
+            self._schedule(key, self._clock() + dt.timedelta(seconds=5))
+        except Exception:
+            # One broken ScheduledJob must not stop the others: log, back off, go on.
+            logger.exception("reconcile of %s/%s failed; retrying in 30s", key[0], key[1])
+            self._schedule(key, self._clock() + dt.timedelta(seconds=30))
+        finally:
+            self._running.discard(key)
+            if key in self._dirty:
+                self._changed.set()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- one reconcile --------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> None:
+        record = self.jobs.get(key)
+        if record is None:
+            return
+        record.parse()
+        if record.spec is not None and record.checked_generation != record.generation:
+            await self._check_template(record)
+        now = self._clock()
+        pods = list(self.pods.get(record.uid, {}).values())
+        result = plan(record.view(), pods, now=now, schedule=record.schedule)
+        await self._perform(record, result, now=now)
+
+    async def _check_template(self, record: JobRecord) -> None:
+        """Dry-run the Pod on the API server, so errors it would reject show as InvalidSpec."""
+        assert record.spec is not None
+        pod = build_pod(
+            namespace=record.namespace,
+            job_name=record.name,
+            job_uid=record.uid,
+            spec=record.spec,
+            slot=self._clock(),
+            attempt=1,
+        )
+        try:
+            await self._kube.create_pod(record.namespace, pod, dry_run=True)
+        except ApiException as error:
+            if error.status not in (400, 422):
+                raise
+            message = _api_message(error)
+            record.spec_error = InvalidSpecError(
+                f"the API server rejects the Pod template: {message}; fix spec.template"
+            )
+            record.spec = record.schedule = None
+        record.checked_generation = record.generation
+
+    async def _perform(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
+        if result.creates or result.deletes:
+            await asyncio.gather(
+                *(self._create(record, item.slot, item.attempt) for item in result.creates),
+                *(self._kube.delete_pod(record.namespace, name) for name in result.deletes),
+            )
+        patch = status_patch(result.status)
+        if patch != status_patch(record.status):
+            try:
+                response = await self._kube.patch_job_status(
+                    record.namespace,
+                    record.name,
+                    patch,
+                    resource_version=record.resource_version,
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return  # Deleted meanwhile; its DELETED event cleans up.
+                if error.status != 409:
+                    raise
+                # Someone wrote newer data: plan again from the fresh object,
+                # never overwrite it. The Pods created above are found again
+                # by name, so nothing runs twice.
+                logger.warning(
+                    "status of %s/%s changed meanwhile; planning again",
+                    record.namespace,
+                    record.name,
+                )
+                fresh = await self._kube.get_job(record.namespace, record.name)
+                self.job_event(fresh, "MODIFIED")
+                return
+            record.status = result.status
+            record.resource_version = str(response["metadata"]["resourceVersion"])
+        for event in result.events:
+            self._log_event(record, event)
+        if result.events:
+            task = asyncio.create_task(self._post_events(record, result.events, now=now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._schedule(record.key, result.wake_at)
+
+    async def _create(self, record: JobRecord, slot: dt.datetime, attempt: int) -> None:
+        assert record.spec is not None
+        pod = build_pod(
+            namespace=record.namespace,
+            job_name=record.name,
+            job_uid=record.uid,
+            spec=record.spec,
+            slot=slot,
+            attempt=attempt,
+        )
+        try:
+            created = await self._kube.create_pod(record.namespace, pod)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            # The name is derived from the slot and attempt, so AlreadyExists
+            # means an earlier try (or an earlier leader) created it: done.
+            logger.info(
+                "%s/%s slot=%s attempt=%d: Pod %s already exists",
+                record.namespace,
+                record.name,
+                slot.isoformat(),
+                attempt,
+                pod["metadata"]["name"],
+            )
+            return
+        view = pod_view(created)
+        if view is not None:
+            self.pods.setdefault(record.uid, {}).setdefault(view.name, view)
+
+    def _log_event(self, record: JobRecord, event: Event) -> None:
+        level = logging.WARNING if event.warning else logging.INFO
+        slot = event.slot.isoformat() if event.slot else "-"
+        attempt = event.attempt if event.attempt is not None else "-"
+        logger.log(
+            level,
+            "%s/%s slot=%s attempt=%s %s: %s",
+            record.namespace,
+            record.name,
+            slot,
+            attempt,
+            event.reason.value,
+            event.message,
+        )
+
+    async def _post_events(
+        self, record: JobRecord, events: list[Event], *, now: dt.datetime
+    ) -> None:
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for event in events:
+            body = {
+                "metadata": {"generateName": f"{record.name}.", "namespace": record.namespace},
+                "involvedObject": {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": record.name,
+                    "namespace": record.namespace,
+                    "uid": record.uid,
+                },
+                "reason": event.reason.value,
+                "message": event.message[:1024],
+                "type": "Warning" if event.warning else "Normal",
+                "source": {"component": "sked"},
+                "reportingComponent": "sked.dev/operator",
+                "reportingInstance": self._identity,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            }
+            try:
+                await self._kube.create_event(record.namespace, body)
+            except ApiException as error:
+                logger.warning(
+                    "posting Event %s for %s/%s failed with API status %s",
+                    event.reason.value,
+                    record.namespace,
+                    record.name,
+                    error.status,
+                )
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body).get("message", error.reason))
+    except (TypeError, ValueError):
+        return str(error.reason)

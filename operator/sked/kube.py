@@ -1,0 +1,219 @@
+"""Kubernetes API calls the operator makes itself, with retries of transient failures.
+
+kopf watches ScheduledJobs and Pods; everything the operator writes (Pods,
+status, Events, dry-run checks) goes through ``KubeClient``. Responses stay
+plain dicts, which is cheaper than building the client's model objects.
+
+Transient failures (timeouts, connection resets, 429 and 5xx) are retried
+with capped exponential backoff, honouring Retry-After. Everything else is
+raised as ``ApiException`` for the caller to classify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from sked.spec import GROUP, PLURAL, VERSION
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+REQUEST_TIMEOUT_SECONDS = 30
+RETRY_FIRST_DELAY = 0.2
+RETRY_MAX_DELAY = 5.0
+RETRY_ATTEMPTS = 8
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Tell whether an API failure is worth retrying unchanged."""
+    if isinstance(error, ApiException):
+        return error.status in RETRYABLE_STATUS
+    return isinstance(error, TimeoutError | aiohttp.ClientError | ConnectionError)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    if not isinstance(error, ApiException) or not error.headers:
+        return None
+    value = error.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_code(error: BaseException) -> str:
+    """Return a short label of an API failure: the HTTP status or the exception's name."""
+    if isinstance(error, ApiException):
+        return str(error.status)
+    return type(error).__name__
+
+
+class KubeClient:
+    """The operator's own API client; one instance per process."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._api = api_client
+        self._on_error = on_error
+
+    @classmethod
+    async def connect(
+        cls, *, kubeconfig: str | None = None, on_error: Callable[[str, str], None] | None = None
+    ) -> KubeClient:
+        """Load the in-cluster service account, or else the kubeconfig, and return a client."""
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            await config.load_kube_config(
+                config_file=kubeconfig, client_configuration=configuration
+            )
+        # Many Pods are created at once when many slots fall due together.
+        configuration.connection_pool_maxsize = 64
+        return cls(client.ApiClient(configuration), on_error=on_error)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _call(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        async def attempt() -> Any:
+            return await self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+
+        return await self._with_retries(verb, attempt)
+
+    async def _with_retries(self, verb: str, call: Callable[[], Awaitable[T]]) -> T:
+        delay = RETRY_FIRST_DELAY
+        for number in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                return await call()
+            except (TimeoutError, ApiException, aiohttp.ClientError, ConnectionError) as error:
+                if self._on_error is not None:
+                    self._on_error(verb, error_code(error))
+                if not is_retryable(error) or number == RETRY_ATTEMPTS:
+                    raise
+                wait = _retry_after(error) or delay * (0.5 + random.random())
+                wait = min(wait, RETRY_MAX_DELAY * 2)
+                logger.warning(
+                    "API %s failed with %s; retry %d of %d in %.1fs",
+                    verb,
+                    error_code(error),
+                    number,
+                    RETRY_ATTEMPTS - 1,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+        raise AssertionError("unreachable")
+
+    # -- Pods ------------------------------------------------------------------
+
+    async def create_pod(
+        self, namespace: str, pod: dict[str, Any], *, dry_run: bool = False
+    ) -> Any:
+        query = [("dryRun", "All")] if dry_run else []
+        return await self._call(
+            "create", "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod, query=query
+        )
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                "delete",
+                "DELETE",
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def list_pods(self, label_selector: str, namespace: str | None = None) -> list[Any]:
+        path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+        result = await self._call("list", "GET", path, query=[("labelSelector", label_selector)])
+        return list(result.get("items", []))
+
+    # -- ScheduledJobs ----------------------------------------------------------
+
+    def _job_path(self, namespace: str | None, name: str | None = None) -> str:
+        base = f"/apis/{GROUP}/{VERSION}"
+        path = f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
+        return f"{path}/{name}" if name else path
+
+    async def list_jobs(self, namespace: str | None = None) -> list[Any]:
+        result = await self._call("list", "GET", self._job_path(namespace))
+        return list(result.get("items", []))
+
+    async def get_job(self, namespace: str, name: str) -> Any:
+        return await self._call("get", "GET", self._job_path(namespace, name))
+
+    async def patch_job_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+    ) -> Any:
+        """Merge-patch the status subresource; with ``resource_version`` a stale write gets 409."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._call(
+            "patch",
+            "PATCH",
+            self._job_path(namespace, name) + "/status",
+            body=body,
+            content_type=MERGE_PATCH,
+        )
+
+    # -- Events -----------------------------------------------------------------
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> Any:
+        return await self._call(
+            "create", "POST", f"/api/v1/namespaces/{namespace}/events", body=event
+        )
+
+    # -- Leases -----------------------------------------------------------------
+
+    def _lease_path(self, namespace: str, name: str | None = None) -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        return f"{path}/{name}" if name else path
+
+    async def get_lease(self, namespace: str, name: str) -> Any:
+        return await self._call("get", "GET", self._lease_path(namespace, name))
+
+    async def create_lease(self, namespace: str, lease: dict[str, Any]) -> Any:
+        return await self._call("create", "POST", self._lease_path(namespace), body=lease)
+
+    async def replace_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> Any:
+        return await self._call("update", "PUT", self._lease_path(namespace, name), body=lease)
