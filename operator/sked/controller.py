@@ -288,7 +288,8 @@ class Controller:
         Without this, a job could be planned before its Pods are known, and
         Forbid would not see a run that is still active.
         """
-        for namespace in namespaces or [None]:
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        for namespace in scopes:
             for pod in await self._kube.list_pods(naming.LABEL_SCHEDULEDJOB, namespace):
                 self.pod_event(pod, None)
             for job in await self._kube.list_jobs(namespace):
@@ -518,6 +519,6 @@ class Controller:
 
 def _api_message(error: ApiException) -> str:
     try:
-        return str(json.loads(error.body).get("message", error.reason))
+        return str(json.loads(error.body or "{}").get("message", error.reason))
     except (TypeError, ValueError):
         return str(error.reason)

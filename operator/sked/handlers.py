@@ -43,14 +43,14 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def scheduledjob_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+async def scheduledjob_event(*, event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     controller: Controller = memo["controller"]
-    controller.job_event(event["object"], event.get("type"))
+    controller.job_event(dict(event["object"]), event.get("type"))
     controller.note_watch_activity()
 
 
 @kopf.on.event("v1", "pods", labels={naming.LABEL_SCHEDULEDJOB: kopf.PRESENT})
-async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(*, event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     controller: Controller = memo["controller"]
-    controller.pod_event(event["object"], event.get("type"))
+    controller.pod_event(dict(event["object"]), event.get("type"))
     controller.note_watch_activity()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sked import naming
 from sked.backoff import retry_delay
@@ -141,7 +141,7 @@ def _set_condition(
     generation: int,
 ) -> bool:
     """Set a condition; return True when its status or reason changed."""
-    text = "True" if value else "False"
+    text: Literal["True", "False"] = "True" if value else "False"
     for condition in status.conditions:
         if condition.type == kind:
             changed = condition.status != text or condition.reason != reason
