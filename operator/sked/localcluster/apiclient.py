@@ -20,9 +20,12 @@ JSON = dict[str, Any]
 # hold a probe for long.
 REQUEST_TIMEOUT_SECONDS = 5.0
 
+# Names these requests in the API server's audit log.
+USER_AGENT = "sked-localcluster"
+
 
 class ApiError(Exception):
-    """The API server answered with an unexpected HTTP status."""
+    """The API server returned an unexpected HTTP status."""
 
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
         super().__init__(f"{method} {path} returned HTTP {status}: {body[:500]}")
@@ -48,7 +51,8 @@ def get(
     else:
         connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
     try:
-        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path, headers={"User-Agent": USER_AGENT})
         response = connection.getresponse()
         return response.status, response.read().decode(errors="replace")
     finally:
@@ -76,7 +80,7 @@ class ApiClient:
             self.netloc, timeout=REQUEST_TIMEOUT_SECONDS, context=self.context
         )
         try:
-            headers = {"Accept": "application/json"}
+            headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
             payload = None
             if body is not None:
                 payload = json.dumps(body).encode()

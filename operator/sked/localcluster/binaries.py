@@ -2,8 +2,8 @@
 
 Binaries come from ``hack/build-control-plane.sh``, which caches them by version in
 ``$SKED_CACHE/bin/<component>-<version>/``. ``KUBEBUILDER_ASSETS``, the envtest convention
-for a folder that holds ``etcd`` and ``kube-apiserver``, takes precedence for every binary
-it contains. The version variables read here are the ones the build script reads, with the
+for a folder that contains ``etcd`` and ``kube-apiserver``, takes precedence for every
+binary it contains. The version variables read here are the ones the build script reads, with the
 same defaults, so both agree on the cache layout.
 """
 
@@ -27,7 +27,7 @@ DEFAULT_KWOK_VERSION = "v0.8.0"
 BUILD_SCRIPT = Path("hack") / "build-control-plane.sh"
 
 # The build script names its components after the cache folders, and the Kubernetes folder
-# holds three binaries.
+# contains three binaries.
 _BUILD_COMPONENT_OF = {
     "etcd": "etcd",
     "kube-apiserver": "kubernetes",
@@ -68,9 +68,10 @@ class Binaries:
         if missing:
             listing = ", ".join(f"{name} at {path}" for name, path in missing.items())
             raise BinaryNotFoundError(
-                f"Control-plane binaries not found: {listing}. Run `make cluster-up` or "
-                "hack/build-control-plane.sh to build them, or set KUBEBUILDER_ASSETS to a "
-                "folder that contains them."
+                f"Control-plane binaries not found: {listing}. Build them with `make "
+                "cluster-up` or hack/build-control-plane.sh in the sked repository, set "
+                "SKED_CACHE to a cache folder that holds them, or set KUBEBUILDER_ASSETS to "
+                "a folder with etcd and kube-apiserver."
             )
 
 
@@ -144,7 +145,13 @@ def ensure_binaries(binaries: Binaries, *, log_path: Path | None = None) -> None
         return
 
     components = sorted({_BUILD_COMPONENT_OF[name] for name in missing})
-    logger.info("Building missing control-plane binaries with %s: %s", script, components)
+    logger.info(
+        "Building the missing control-plane binaries %s with %s, which takes up to 30 "
+        "minutes the first time; its output goes to %s",
+        components,
+        script,
+        log_path or "this terminal",
+    )
     if log_path is None:
         completed = subprocess.run(["bash", str(script), *components], check=False)
     else:

@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-# Long enough that a cluster folder kept across months still starts; a loopback cluster
+# Long enough that a cluster folder kept for years still starts, because a loopback cluster
 # gains nothing from rotation.
 VALIDITY = datetime.timedelta(days=3650)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
-# The names under which Pods reach the API server through the `kubernetes` Service; 10.0.0.1
+# The names under which Pods reach the API server through the `kubernetes` Service. 10.0.0.1
 # is the first address of the service range 10.0.0.0/24.
 APISERVER_HOSTS = (
     *LOOPBACK_HOSTS,
@@ -49,13 +49,16 @@ class ClientIdentity:
     groups: tuple[str, ...] = ()
 
 
-# The component identities match the ones the API server's default RBAC policy grants;
-# kwok needs cluster-wide writes to Pods, Nodes and Leases, so it joins system:masters.
+# The component identities are the ones that the API server's default RBAC policy grants
+# permissions to. kwok needs cluster-wide writes to Pods, Nodes and Leases, so it joins
+# system:masters. front-proxy-client is the API server itself when it proxies a request to
+# an aggregated API server.
 CLIENT_IDENTITIES = {
     "admin": ClientIdentity("sked-admin", ("system:masters",)),
     "kube-controller-manager": ClientIdentity("system:kube-controller-manager"),
     "kube-scheduler": ClientIdentity("system:kube-scheduler"),
     "kwok": ClientIdentity("kwok", ("system:masters",)),
+    "front-proxy": ClientIdentity("front-proxy-client"),
 }
 
 SERVING_IDENTITIES = {

@@ -1,10 +1,11 @@
 """Start, watch and stop the control plane's processes.
 
-Each process runs in its own session, so it has its own process group: a Ctrl-C in the
-terminal reaches only the Python process, which then stops the cluster in order, and the
-signals sent to the group also reach any child the process started. A process
-recorded by a detached cluster is stopped by pid; its command line must name the cluster's
-folder, so a pid reused by an unrelated program is never signalled.
+Each process runs in its own session and so in its own process group. A Ctrl-C in the
+terminal therefore reaches only the Python process, which then stops the cluster in order,
+and a signal sent to the group also reaches any child the process started.
+
+A process recorded by a detached cluster is stopped by pid, and only if its command line
+names the cluster's folder, so a pid reused by an unrelated program is never signalled.
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ class ManagedProcess:
             _signal_group(pid, signal.SIGKILL)
             self.popen.wait()
         logger.info("Stopped %s (pid %d, exit code %s)", self.name, pid, self.popen.returncode)
+
+    def kill(self) -> None:
+        """Send SIGKILL to the process group at once, as a crash would end it."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        _signal_group(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+        logger.info("Killed %s (pid %d)", self.name, self.popen.pid)
 
     def forget(self) -> None:
         """Drop the `Popen` without stopping the process, which then outlives Python."""
