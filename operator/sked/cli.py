@@ -38,6 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level (default: info)",
     )
 
+    preview = commands.add_parser(
+        "next", help="print the next due times of a ScheduledJob from a file or the cluster"
+    )
+    preview.add_argument("target", help="a YAML file, or the name of a ScheduledJob")
+    preview.add_argument("--namespace", "-n", default=None, help="namespace of NAME")
+    preview.add_argument("--count", type=int, default=5, help="how many instants (default 5)")
+    preview.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        help="ISO 8601 instant to start after, such as 2024-03-09T12:00:00Z (default: now)",
+    )
+
+    trigger = commands.add_parser("trigger", help="start one run of a ScheduledJob now")
+    trigger.add_argument("name", help="the ScheduledJob")
+    trigger.add_argument("--namespace", "-n", default=None, help="its namespace")
+
     commands.add_parser("version", help="print the version and exit")
     return parser
 
@@ -47,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"sked {__version__}")
         return 0
+    if args.command in ("next", "trigger"):
+        from sked import commands
+
+        return commands.main(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

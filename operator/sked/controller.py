@@ -30,7 +30,7 @@ from sked.errors import InvalidScheduleError, InvalidSpecError
 from sked.kube import KubeClient
 from sked.planner import Event, JobView, Plan, PodView, plan, status_patch
 from sked.podspec import build_pod
-from sked.schedule import Schedule, parse_schedule
+from sked.schedule import Schedule, ScheduleSet, parse_schedules
 from sked.spec import GROUP, KIND, VERSION, ScheduledJobSpec, ScheduledJobStatus
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class JobRecord:
     raw_spec: dict[str, Any]
     status: ScheduledJobStatus
     spec: ScheduledJobSpec | None = None
-    schedule: Schedule | None = None
+    schedule: Schedule | ScheduleSet | None = None
+    run_now: str | None = None
     spec_error: InvalidSpecError | None = None
     parsed_generation: int | None = None
     checked_generation: int | None = None
@@ -90,7 +91,13 @@ class JobRecord:
             self.spec_error = InvalidSpecError(_pydantic_message(error))
             return
         try:
-            self.schedule = parse_schedule(spec.schedule, spec.timeZone)
+            self.schedule = parse_schedules(
+                spec.expressions,
+                spec.timeZone,
+                repeated=spec.daylightSaving.repeatedTime,
+                skipped=spec.daylightSaving.skippedTime,
+                hash_id=f"{self.namespace}/{self.name}",
+            )
         except InvalidScheduleError as error:
             self.spec_error = error
             return
@@ -106,6 +113,7 @@ class JobRecord:
             spec=self.spec,
             status=self.status,
             spec_error=self.spec_error,
+            run_now=self.run_now,
         )
 
 
@@ -142,6 +150,9 @@ def pod_view(body: dict[str, Any]) -> PodView | None:
             if exit_code:
                 break
     phase = status.get("phase", "Pending")
+    pending_reason, pending_message = (
+        _pending_reason(status) if phase == "Pending" else (None, None)
+    )
     if phase == "Failed" and reason is None:
         reason = status.get("reason")
         message = status.get("message")
@@ -158,7 +169,22 @@ def pod_view(body: dict[str, Any]) -> PodView | None:
         reason=reason,
         message=message,
         deleting=bool(metadata.get("deletionTimestamp")),
+        trigger=annotations.get(naming.ANNOTATION_RUN_NOW),
+        pending_reason=pending_reason,
+        pending_message=pending_message,
     )
+
+
+def _pending_reason(status: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Return why a Pending Pod is not running: a container's waiting reason or Unschedulable."""
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
+            return waiting.get("reason"), waiting.get("message")
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return condition.get("reason") or "Unschedulable", condition.get("message")
+    return None, None
 
 
 def owner_uid(body: dict[str, Any]) -> str | None:
@@ -218,6 +244,7 @@ class Controller:
             if not _newer(resource_version, record.resource_version):
                 return  # An older copy than the status this operator just wrote.
             record.generation = int(metadata.get("generation", 1))
+            record.run_now = (metadata.get("annotations") or {}).get(naming.ANNOTATION_RUN_NOW)
             record.raw_spec = body.get("spec") or {}
             record.resource_version = resource_version
             record.status = ScheduledJobStatus.model_validate(body.get("status") or {})
@@ -233,6 +260,7 @@ class Controller:
                 resource_version=resource_version,
                 raw_spec=body.get("spec") or {},
                 status=ScheduledJobStatus.model_validate(body.get("status") or {}),
+                run_now=(metadata.get("annotations") or {}).get(naming.ANNOTATION_RUN_NOW),
             )
             self.jobs[key] = record
             self._keys_by_uid[uid] = key
@@ -396,9 +424,13 @@ class Controller:
         record.checked_generation = record.generation
 
     async def _perform(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
-        if result.creates or result.deletes:
+        creates = result.creates
+        if creates or result.deletes:
             await asyncio.gather(
-                *(self._create(record, item.slot, item.attempt) for item in result.creates),
+                *(
+                    self._create(record, item.slot, item.attempt, item.trigger)
+                    for item in result.creates
+                ),
                 *(self._kube.delete_pod(record.namespace, name) for name in result.deletes),
             )
         patch = status_patch(result.status)
@@ -436,7 +468,9 @@ class Controller:
             task.add_done_callback(self._tasks.discard)
         self._schedule(record.key, result.wake_at)
 
-    async def _create(self, record: JobRecord, slot: dt.datetime, attempt: int) -> None:
+    async def _create(
+        self, record: JobRecord, slot: dt.datetime, attempt: int, trigger: str | None
+    ) -> None:
         assert record.spec is not None
         pod = build_pod(
             namespace=record.namespace,
@@ -445,6 +479,7 @@ class Controller:
             spec=record.spec,
             slot=slot,
             attempt=attempt,
+            trigger=trigger,
         )
         try:
             created = await self._kube.create_pod(record.namespace, pod)

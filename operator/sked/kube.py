@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -53,6 +56,24 @@ def _retry_after(error: BaseException) -> float | None:
         return None
 
 
+def _current_namespace(kubeconfig: str | None) -> str:
+    """Return the namespace of the service account, or of the kubeconfig's current context."""
+    account = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if account.exists():
+        return account.read_text().strip()
+    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = path or str(Path.home() / ".kube" / "config")
+    try:
+        loaded: dict[str, Any] = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "default"
+    current = loaded.get("current-context")
+    for entry in loaded.get("contexts") or []:
+        if entry.get("name") == current:
+            return str((entry.get("context") or {}).get("namespace") or "default")
+    return "default"
+
+
 def error_code(error: BaseException) -> str:
     """Return a short label of an API failure: the HTTP status or the exception's name."""
     if isinstance(error, ApiException):
@@ -71,6 +92,7 @@ class KubeClient:
     ) -> None:
         self._api = api_client
         self._on_error = on_error
+        self.default_namespace = "default"
 
     @classmethod
     async def connect(
@@ -86,7 +108,9 @@ class KubeClient:
             )
         # Many Pods are created at once when many slots fall due together.
         configuration.connection_pool_maxsize = 64
-        return cls(client.ApiClient(configuration), on_error=on_error)
+        instance = cls(client.ApiClient(configuration), on_error=on_error)
+        instance.default_namespace = _current_namespace(kubeconfig)
+        return instance
 
     async def close(self) -> None:
         await self._api.close()
@@ -177,6 +201,18 @@ class KubeClient:
     async def list_jobs(self, namespace: str | None = None) -> list[Any]:
         result = await self._call("list", "GET", self._job_path(namespace))
         return list(result.get("items", []))
+
+    async def patch_job_annotations(
+        self, namespace: str, name: str, annotations: dict[str, str]
+    ) -> Any:
+        """Merge annotations into a ScheduledJob's metadata (used by ``sked trigger`` only)."""
+        return await self._call(
+            "patch",
+            "PATCH",
+            self._job_path(namespace, name),
+            body={"metadata": {"annotations": annotations}},
+            content_type=MERGE_PATCH,
+        )
 
     async def get_job(self, namespace: str, name: str) -> Any:
         return await self._call("get", "GET", self._job_path(namespace, name))

@@ -21,11 +21,13 @@ from typing import Any, Literal
 
 from sked import naming
 from sked.backoff import retry_delay
+from sked.catchup import DueSlots, due_slots
 from sked.errors import InvalidSpecError
-from sked.schedule import Schedule, slots_due
+from sked.schedule import Schedule, ScheduleSet, jitter
 from sked.spec import (
     ActiveRun,
     Attempt,
+    CatchUpPolicy,
     ConcurrencyPolicy,
     Condition,
     MissedReason,
@@ -57,6 +59,8 @@ class Reason(enum.StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     POD_DELETED = "PodDeleted"
     NEVER_FIRES = "NeverFires"
+    NON_RETRYABLE_EXIT_CODE = "NonRetryableExitCode"
+    PENDING_TIMEOUT = "PendingTimeout"
     SCHEDULED = "Scheduled"
     SUSPENDED = "Suspended"
     VALID = "Valid"
@@ -76,6 +80,11 @@ class PodView:
     reason: str | None = None
     message: str | None = None
     deleting: bool = False
+    trigger: str | None = None
+    """The run-now value of a Pod started by hand."""
+    pending_reason: str | None = None
+    """Why a Pending Pod does not run yet: Unschedulable, ImagePullBackOff, ..."""
+    pending_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ class JobView:
     spec: ScheduledJobSpec | None
     status: ScheduledJobStatus
     spec_error: InvalidSpecError | None = None
+    run_now: str | None = None
+    """The value of the sked.dev/run-now annotation."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ class PodToCreate:
 
     slot: dt.datetime
     attempt: int
+    trigger: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +181,13 @@ def _condition_is(status: ScheduledJobStatus, kind: str, value: str) -> bool:
     return any(c.type == kind and c.status == value for c in status.conditions)
 
 
-def plan(job: JobView, pods: list[PodView], *, now: dt.datetime, schedule: Schedule | None) -> Plan:
+def plan(
+    job: JobView,
+    pods: list[PodView],
+    *,
+    now: dt.datetime,
+    schedule: Schedule | ScheduleSet | None,
+) -> Plan:
     """Return what ``job`` needs at ``now``; ``schedule`` is None when the spec is invalid."""
     status = job.status.model_copy(deep=True)
     result = Plan(status=status)
@@ -179,10 +197,11 @@ def plan(job: JobView, pods: list[PodView], *, now: dt.datetime, schedule: Sched
     spec = job.spec
 
     pods_by_name = {pod.name: pod for pod in pods}
-    _adopt_pods(status, pods, result)
+    _adopt_pods(status, pods, result, run_now=job.run_now)
     for run in status.runs:
         if not run.phase.finished:
             _advance_run(job, spec, run, pods_by_name, result, now=now)
+    _start_manual_run(job, spec, result, now=now)
     _start_due_runs(job, spec, schedule, result, now=now)
     _trim_history(spec, status, pods, result)
     _summarize(job, spec, schedule, result, now=now)
@@ -208,33 +227,46 @@ def _plan_invalid(job: JobView, result: Plan, *, now: dt.datetime) -> None:
         result.events.append(Event(event_reason, message, warning=True))
 
 
-def _adopt_pods(status: ScheduledJobStatus, pods: list[PodView], result: Plan) -> None:
+def _run_key(run: Run) -> tuple[dt.datetime, str]:
+    return (run.scheduledTime, run.trigger or "")
+
+
+def _adopt_pods(
+    status: ScheduledJobStatus, pods: list[PodView], result: Plan, *, run_now: str | None
+) -> None:
     """Record in status every Pod of this job that status does not name yet.
 
     Such Pods exist when the operator stopped between creating a Pod and
-    writing status: their slot is newer than lastScheduleTime, or their run
-    is in status without that attempt. Adopting them keeps the slot from
+    writing status: their slot is newer than lastScheduleTime (or their
+    run-now value is the current one and not yet handled), or their run is
+    in status without that attempt. Adopting them keeps the slot from
     running again. Any other unknown Pod belongs to a run that history
     cleanup already dropped, and is deleted.
     """
-    runs = {run.scheduledTime: run for run in status.runs}
+    runs = {_run_key(run): run for run in status.runs}
     known = {attempt.podName for run in status.runs for attempt in run.attempts}
     last = status.lastScheduleTime
     for pod in sorted(pods, key=lambda p: (p.slot, p.attempt)):
         if pod.name in known or pod.deleting:
             continue
-        run = runs.get(pod.slot)
-        if run is None and last is not None and pod.slot <= last:
-            result.deletes.append(pod.name)
-            continue
+        run = runs.get((pod.slot, pod.trigger or ""))
         if run is None:
-            run = Run(scheduledTime=pod.slot, phase=RunPhase.PENDING)
+            if pod.trigger is not None:
+                fresh = pod.trigger == run_now and status.lastRunNow != pod.trigger
+            else:
+                fresh = last is None or pod.slot > last
+            if not fresh:
+                result.deletes.append(pod.name)
+                continue
+            run = Run(scheduledTime=pod.slot, phase=RunPhase.PENDING, trigger=pod.trigger)
             status.runs.append(run)
-            runs[pod.slot] = run
+            runs[_run_key(run)] = run
+            if pod.trigger is not None:
+                status.lastRunNow = pod.trigger
+            elif status.lastScheduleTime is None or pod.slot > status.lastScheduleTime:
+                status.lastScheduleTime = pod.slot
         run.attempts.append(Attempt(attempt=pod.attempt, podName=pod.name, startTime=pod.created))
         run.attempts.sort(key=lambda a: a.attempt)
-        if status.lastScheduleTime is None or pod.slot > status.lastScheduleTime:
-            status.lastScheduleTime = pod.slot
     status.runs.sort(key=lambda r: r.scheduledTime)
 
 
@@ -286,6 +318,23 @@ def _advance_run(
                 attempt.message = f"Pod {attempt.podName} was deleted before it finished"
                 attempt.finishTime = now
 
+    if attempt.phase is RunPhase.PENDING and spec.pendingTimeoutSeconds is not None:
+        started = attempt.startTime or now
+        limit = started + dt.timedelta(seconds=spec.pendingTimeoutSeconds)
+        if now >= limit:
+            reason = (pod.pending_reason if pod else None) or Reason.PENDING_TIMEOUT.value
+            detail = (pod.pending_message if pod else None) or "the Pod did not start"
+            attempt.phase = RunPhase.FAILED
+            attempt.reason = reason
+            attempt.message = (
+                f"still Pending after pendingTimeoutSeconds ({spec.pendingTimeoutSeconds}s): "
+                f"{detail}"
+            )
+            attempt.finishTime = now
+            result.deletes.append(attempt.podName)
+        else:
+            result.wake_no_later_than(limit)
+
     if not attempt.phase.finished and spec.activeDeadlineSeconds is not None:
         started = attempt.startTime or now
         deadline = started + dt.timedelta(seconds=spec.activeDeadlineSeconds)
@@ -332,6 +381,22 @@ def _after_failed_attempt(
     """Schedule the next attempt after a failure, start it when due, or fail the run."""
     failed = len(run.attempts)
     detail = f"exit code {attempt.exitCode}" if attempt.exitCode is not None else attempt.reason
+    if attempt.exitCode is not None and attempt.exitCode in spec.retry.nonRetryableExitCodes:
+        run.phase = RunPhase.FAILED
+        run.reason = Reason.NON_RETRYABLE_EXIT_CODE.value
+        run.finishTime = attempt.finishTime or now
+        run.nextAttemptTime = None
+        result.events.append(
+            Event(
+                Reason.RUN_FAILED,
+                f"run of {_format(run.scheduledTime)} failed with exit code {attempt.exitCode}, "
+                "which spec.retry.nonRetryableExitCodes lists, so it is not retried",
+                warning=True,
+                slot=run.scheduledTime,
+                attempt=attempt.attempt,
+            )
+        )
+        return
     if failed > spec.retry.limit:
         run.phase = RunPhase.FAILED
         run.reason = Reason.RETRIES_EXHAUSTED.value
@@ -371,11 +436,11 @@ def _after_failed_attempt(
 
 
 def _start_attempt(job: JobView, run: Run, number: int, result: Plan, *, now: dt.datetime) -> None:
-    name = naming.pod_name(job.name, run.scheduledTime, number)
+    name = naming.pod_name(job.name, run.scheduledTime, number, trigger=run.trigger)
     run.attempts.append(Attempt(attempt=number, podName=name, startTime=now))
     run.nextAttemptTime = None
     run.phase = RunPhase.PENDING
-    result.creates.append(PodToCreate(slot=run.scheduledTime, attempt=number))
+    result.creates.append(PodToCreate(slot=run.scheduledTime, attempt=number, trigger=run.trigger))
     result.events.append(
         Event(
             Reason.POD_CREATED,
@@ -426,67 +491,141 @@ def _count_missed(
     )
 
 
+def _start_manual_run(
+    job: JobView, spec: ScheduledJobSpec, result: Plan, *, now: dt.datetime
+) -> None:
+    """Start one run for a new sked.dev/run-now value; the same value never starts another."""
+    status = result.status
+    value = job.run_now
+    if not value or value == status.lastRunNow:
+        return
+    active = [run for run in status.runs if not run.phase.finished]
+    if active and spec.concurrencyPolicy is ConcurrencyPolicy.FORBID:
+        return  # Waits for the active run; its Pod's end triggers the next plan.
+    slot = now.replace(microsecond=0)
+    if active and spec.concurrencyPolicy is ConcurrencyPolicy.REPLACE:
+        for run in active:
+            _replace(run, slot, result, now=now)
+    run = Run(scheduledTime=slot, phase=RunPhase.PENDING, trigger=value)
+    status.runs.append(run)
+    status.lastRunNow = value
+    _start_attempt(job, run, 1, result, now=now)
+
+
 def _start_due_runs(
     job: JobView,
     spec: ScheduledJobSpec,
-    schedule: Schedule,
+    schedule: Schedule | ScheduleSet,
     result: Plan,
     *,
     now: dt.datetime,
 ) -> None:
-    """Start the due slot, if any, under the concurrency policy, and count what is missed."""
+    """Start the due slots under the catch-up and concurrency policies; count what is missed."""
     status = result.status
     last = status.lastScheduleTime or job.created
     if status.observedSchedule != _schedule_key(spec):
         # A changed schedule starts from now: slots of the old one are not caught up.
         if status.observedSchedule is not None:
             last = max(last, now)
+            status.lastScheduleTime = last
         status.observedSchedule = _schedule_key(spec)
 
-    was_suspended = _condition_is(status, "Suspended", "True")
-    if spec.suspend or was_suspended:
-        # Slots that fell due while suspended are missed, and none runs on resume.
-        due = slots_due(schedule, last_handled=last, now=now, starting_deadline=dt.timedelta(0))
-        if due is not None:
-            count = due.missed + (1 if due.run is not None else 0)
-            newest = due.run or due.newest_missed
-            _count_missed(
-                status, count, newest, MissedReason.SUSPENDED, result, lower_bound=due.lower_bound
-            )
-            status.lastScheduleTime = newest
+    if spec.suspend or _condition_is(status, "Suspended", "True"):
+        last = _count_suspended(schedule, result, last=last, now=now)
         if spec.suspend:
             return
-        last = status.lastScheduleTime or last
+
+    def delay(slot: dt.datetime) -> dt.timedelta:
+        key = f"{job.namespace}/{job.name}"
+        return jitter(schedule, slot, key=key, jitter_seconds=spec.jitterSeconds)
 
     deadline = None
     if spec.startingDeadlineSeconds is not None:
         deadline = dt.timedelta(seconds=spec.startingDeadlineSeconds)
-    due = slots_due(schedule, last_handled=last, now=now, starting_deadline=deadline)
+    due = due_slots(
+        schedule,
+        last_handled=last,
+        now=now,
+        starting_deadline=deadline,
+        policy=spec.catchUp.policy,
+        max_runs=spec.catchUp.maxRuns,
+        delay=delay,
+    )
     if due is None:
         return
-    # With a run, the older slots lost to catch-up; without one, all were too late.
+    result.wake_no_later_than(due.wake_at)
+    _start_runs(job, spec, due, result, last=last, now=now)
+
+
+def _start_runs(
+    job: JobView,
+    spec: ScheduledJobSpec,
+    due: DueSlots,
+    result: Plan,
+    *,
+    last: dt.datetime,
+    now: dt.datetime,
+) -> None:
+    """Start the slots ``due`` selected, as the concurrency policy allows."""
+    status = result.status
+    active = [run for run in status.runs if not run.phase.finished]
+    policy = spec.concurrencyPolicy
+    runs = due.runs
+    if spec.catchUp.policy is CatchUpPolicy.ALL and policy is not ConcurrencyPolicy.ALLOW and runs:
+        if active and policy is ConcurrencyPolicy.FORBID:
+            return  # Catch-up slots wait for the active run while inside the deadline.
+        runs = _one_at_a_time(runs, policy, result)
     _count_missed(
         status,
         due.missed,
         due.newest_missed,
-        MissedReason.CATCH_UP if due.run is not None else MissedReason.DEADLINE,
+        due.missed_reason,
         result,
         lower_bound=due.lower_bound,
     )
-    if due.run is None:
-        status.lastScheduleTime = due.newest_missed
+    if not runs:
+        if due.newest_missed is not None:
+            status.lastScheduleTime = max(due.newest_missed, status.lastScheduleTime or last)
         return
-    status.lastScheduleTime = due.run
-    active = [run for run in status.runs if not run.phase.finished]
-    if active and spec.concurrencyPolicy is ConcurrencyPolicy.FORBID:
-        _count_missed(status, 1, due.run, MissedReason.CONCURRENCY, result)
+    status.lastScheduleTime = runs[-1]
+    if active and policy is ConcurrencyPolicy.FORBID:
+        _count_missed(status, len(runs), runs[-1], MissedReason.CONCURRENCY, result)
         return
-    if active and spec.concurrencyPolicy is ConcurrencyPolicy.REPLACE:
+    if active and policy is ConcurrencyPolicy.REPLACE:
         for run in active:
-            _replace(run, due.run, result, now=now)
-    run = Run(scheduledTime=due.run, phase=RunPhase.PENDING)
-    status.runs.append(run)
-    _start_attempt(job, run, 1, result, now=now)
+            _replace(run, runs[-1], result, now=now)
+    for slot in runs:
+        run = Run(scheduledTime=slot, phase=RunPhase.PENDING)
+        status.runs.append(run)
+        _start_attempt(job, run, 1, result, now=now)
+
+
+def _count_suspended(
+    schedule: Schedule | ScheduleSet, result: Plan, *, last: dt.datetime, now: dt.datetime
+) -> dt.datetime:
+    """Count the slots that fell due while suspended as missed; return the new last slot."""
+    status = result.status
+    due = due_slots(schedule, last_handled=last, now=now, starting_deadline=dt.timedelta(0))
+    if due is not None and (due.runs or due.newest_missed):
+        count = due.missed + len(due.runs)
+        newest = due.runs[-1] if due.runs else due.newest_missed
+        _count_missed(
+            status, count, newest, MissedReason.SUSPENDED, result, lower_bound=due.lower_bound
+        )
+        status.lastScheduleTime = newest
+    return status.lastScheduleTime or last
+
+
+def _one_at_a_time(
+    runs: list[dt.datetime], policy: ConcurrencyPolicy, result: Plan
+) -> list[dt.datetime]:
+    """Pick the catch-up slot that starts now when runs may not overlap."""
+    if policy is ConcurrencyPolicy.REPLACE:
+        # Each would replace the one before it at once, so only the newest starts.
+        older = runs[-2] if len(runs) > 1 else None
+        _count_missed(result.status, len(runs) - 1, older, MissedReason.CATCH_UP, result)
+        return runs[-1:]
+    return runs[:1]
 
 
 def _replace(run: Run, by: dt.datetime, result: Plan, *, now: dt.datetime) -> None:
@@ -511,7 +650,7 @@ def _replace(run: Run, by: dt.datetime, result: Plan, *, now: dt.datetime) -> No
 
 
 def _schedule_key(spec: ScheduledJobSpec) -> str:
-    return f"{spec.schedule}|{spec.timeZone}"
+    return f"{' & '.join(spec.expressions)}|{spec.timeZone}"
 
 
 def _trim_history(
@@ -543,7 +682,7 @@ def _trim_history(
 def _summarize(
     job: JobView,
     spec: ScheduledJobSpec,
-    schedule: Schedule,
+    schedule: Schedule | ScheduleSet,
     result: Plan,
     *,
     now: dt.datetime,
@@ -557,6 +696,7 @@ def _summarize(
             scheduledTime=run.scheduledTime,
             attempt=run.attempts[-1].attempt if run.attempts else 1,
             podName=run.attempts[-1].podName if run.attempts else None,
+            trigger=run.trigger,
         )
         for run in active
     ]
@@ -616,7 +756,8 @@ def _summarize(
             "Ready",
             True,
             Reason.NEVER_FIRES,
-            f"schedule {spec.schedule!r} names no date that exists, so it never fires; "
+            f"schedule {' & '.join(spec.expressions)!r} names no date that exists, so it "
+            "never fires; "
             "this is allowed for jobs that are only started by hand",
             now=now,
             generation=generation,

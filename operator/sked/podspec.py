@@ -18,6 +18,7 @@ def build_pod(
     spec: ScheduledJobSpec,
     slot: dt.datetime,
     attempt: int,
+    trigger: str | None = None,
 ) -> dict[str, Any]:
     """Return the Pod manifest for ``attempt`` of the run at ``slot``.
 
@@ -42,11 +43,13 @@ def build_pod(
         "%Y-%m-%dT%H:%M:%SZ"
     )
     annotations[naming.ANNOTATION_ATTEMPT] = str(attempt)
+    if trigger is not None:
+        annotations[naming.ANNOTATION_RUN_NOW] = trigger
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": naming.pod_name(job_name, slot, attempt),
+            "name": naming.pod_name(job_name, slot, attempt, trigger=trigger),
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,

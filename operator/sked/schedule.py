@@ -31,6 +31,7 @@ import bisect
 import datetime as dt
 import enum
 import functools
+import hashlib
 import itertools
 import re
 from collections.abc import Iterator
@@ -220,6 +221,8 @@ class Schedule:
 
     def __post_init__(self) -> None:
         self.has_seconds = len(self.expression.split()) == 6
+        # croniter fills an H field from a CRC of these bytes: stable across restarts.
+        self._hash_bytes = self.hash_id.encode() if self.hash_id is not None else None
         fields = self.expression.split()
         minute, hour = (fields[1], fields[2]) if self.has_seconds else (fields[0], fields[1])
         # Schedules like "0 * * * *" or "*/15 2 * * *" follow real elapsed time.
@@ -230,10 +233,10 @@ class Schedule:
                 dt.datetime(2000, 1, 1, tzinfo=UTC),
                 ret_type=dt.datetime,
                 second_at_beginning=self.has_seconds,
-                hash_id=self.hash_id,
+                hash_id=self._hash_bytes,
             )
             expanded, _ = croniter.expand(
-                self.expression, hash_id=self.hash_id, second_at_beginning=self.has_seconds
+                self.expression, hash_id=self._hash_bytes, second_at_beginning=self.has_seconds
             )
         except (CroniterBadCronError, ValueError, KeyError) as error:
             raise InvalidScheduleError(
@@ -431,7 +434,9 @@ class MissedSlots:
     """The newest slot that gets no run."""
 
 
-def count_slots(schedule: Schedule, first: dt.datetime, last: dt.datetime) -> tuple[int, bool]:
+def count_slots(
+    schedule: Schedule | ScheduleSet, first: dt.datetime, last: dt.datetime
+) -> tuple[int, bool]:
     """Count the slots from ``first`` to ``last``, both slots; return (count, is_lower_bound)."""
     if last < first:
         return 0, False
@@ -450,7 +455,7 @@ def count_slots(schedule: Schedule, first: dt.datetime, last: dt.datetime) -> tu
 
 
 def slots_due(
-    schedule: Schedule,
+    schedule: Schedule | ScheduleSet,
     *,
     last_handled: dt.datetime,
     now: dt.datetime,
@@ -476,6 +481,87 @@ def slots_due(
             run=newest, missed=count - 1, lower_bound=lower_bound, newest_missed=older
         )
     return MissedSlots(run=None, missed=count, lower_bound=lower_bound, newest_missed=newest)
+
+
+@dataclass
+class ScheduleSet:
+    """The union of several schedules in one zone; a slot that two share counts once."""
+
+    members: list[Schedule]
+
+    @property
+    def fires(self) -> bool:
+        return any(member.fires for member in self.members)
+
+    @property
+    def counter(self) -> CroniterCounter:
+        return self.members[0].counter
+
+    def next_after(self, instant: dt.datetime) -> dt.datetime | None:
+        found = [member.next_after(instant) for member in self.members]
+        return min((slot for slot in found if slot is not None), default=None)
+
+    def latest_at_or_before(self, instant: dt.datetime) -> dt.datetime | None:
+        found = [member.latest_at_or_before(instant) for member in self.members]
+        return max((slot for slot in found if slot is not None), default=None)
+
+    def iter_after(self, instant: dt.datetime) -> Iterator[dt.datetime]:
+        cursor: dt.datetime | None = instant
+        while cursor is not None:
+            cursor = self.next_after(cursor)
+            if cursor is not None:
+                yield cursor
+
+    def fixed_period(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta | None:
+        if len(self.members) == 1:
+            return self.members[0].fixed_period(start, end)
+        return None
+
+
+def jitter(
+    schedule: Schedule | ScheduleSet, slot: dt.datetime, *, key: str, jitter_seconds: int | None
+) -> dt.timedelta:
+    """Return the delay of ``slot``: fixed per slot and object, below the gap to the next slot.
+
+    Derived from a hash of ``key`` and the slot, so every replica computes the same delay.
+    """
+    if not jitter_seconds:
+        return dt.timedelta(0)
+    following = schedule.next_after(slot)
+    limit = jitter_seconds
+    if following is not None:
+        limit = min(limit, int((following - slot).total_seconds()))
+    if limit <= 1:
+        return dt.timedelta(0)
+    digest = hashlib.sha256(f"{key}/{int(slot.timestamp())}".encode()).digest()
+    return dt.timedelta(seconds=int.from_bytes(digest[:8], "big") % limit)
+
+
+def parse_schedules(
+    expressions: list[str],
+    time_zone: str = "UTC",
+    *,
+    repeated: RepeatedTime = RepeatedTime.ONCE,
+    skipped: SkippedTime = SkippedTime.SHIFT,
+    hash_id: str | None = None,
+    counter: CroniterCounter | None = None,
+) -> Schedule | ScheduleSet:
+    """Build the Schedule of one expression, or the ScheduleSet of several."""
+    shared = counter or CroniterCounter()
+    members = [
+        parse_schedule(
+            expression,
+            time_zone,
+            repeated=repeated,
+            skipped=skipped,
+            hash_id=hash_id,
+            counter=shared,
+        )
+        for expression in expressions
+    ]
+    if not members:
+        raise InvalidScheduleError("no schedule given: set spec.schedule or spec.schedules")
+    return members[0] if len(members) == 1 else ScheduleSet(members)
 
 
 def parse_schedule(

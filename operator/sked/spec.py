@@ -12,7 +12,9 @@ import datetime as dt
 import enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+
+from sked.schedule import RepeatedTime, SkippedTime
 
 GROUP = "sked.dev"
 VERSION = "v1alpha1"
@@ -51,7 +53,7 @@ class MissedReason(enum.StrEnum):
     SUSPENDED = "suspended"
     """spec.suspend was true at the slot's time."""
     CATCH_UP = "catchUp"
-    """The operator was not running at the slot's time and only the newest missed slot runs."""
+    """The slot was reached late and the catch-up policy does not run it."""
 
 
 # An object field whose own fields all have defaults gets `default: {}` in the
@@ -80,11 +82,63 @@ class Backoff(_Model):
 class Retry(_Model):
     """How often a failed attempt is tried again."""
 
+    nonRetryableExitCodes: list[int] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "Exit codes after which the run fails at once, with no further attempts; default: none."
+        ),
+        json_schema_extra={"items": {"type": "integer", "minimum": 0, "maximum": 255}},
+    )
+
     limit: int = Field(
         3, ge=0, le=100, description="Retries after the first attempt; 0 disables retries."
     )
     backoff: Backoff = Field(
         default_factory=Backoff, description="Waits between attempts.", json_schema_extra=_EMPTY
+    )
+
+
+class CatchUpPolicy(enum.StrEnum):
+    """Which slots run after the operator was down or a slot could not start on time."""
+
+    LATEST = "Latest"
+    ALL = "All"
+    NONE = "None"
+
+
+class CatchUp(_Model):
+    """What happens to slots that fell due while no run could start."""
+
+    policy: CatchUpPolicy = Field(
+        CatchUpPolicy.LATEST,
+        description=(
+            "Latest (default) runs the newest missed slot; All runs every missed slot inside "
+            "startingDeadlineSeconds, oldest first, at most maxRuns; None runs no missed slot. "
+            "Slots that do not run are counted in status.missedRuns."
+        ),
+    )
+    maxRuns: int = Field(
+        10, ge=1, le=1000, description="With policy All, the most missed slots that run."
+    )
+
+
+class DaylightSaving(_Model):
+    """What fixed-time slots do when the time zone's clocks change."""
+
+    repeatedTime: RepeatedTime = Field(
+        RepeatedTime.ONCE,
+        description=(
+            "A slot in an hour that repeats when clocks go back runs at its first occurrence "
+            "only (Once, default) or at both (Twice)."
+        ),
+    )
+    skippedTime: SkippedTime = Field(
+        SkippedTime.SHIFT,
+        description=(
+            "A slot in an hour that clocks skip runs at the first instant after the jump "
+            "(Shift, default) or not that day (Skip)."
+        ),
     )
 
 
@@ -136,7 +190,20 @@ class PodTemplate(_Model):
 class ScheduledJobSpec(_Model):
     """What to run, when, and how to retry it."""
 
-    schedule: str = Field(
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.schedule) != has(self.schedules)",
+                    "message": "set exactly one of spec.schedule and spec.schedules",
+                }
+            ]
+        },
+    )
+
+    schedule: str | None = Field(
+        None,
         min_length=1,
         max_length=256,
         description=(
@@ -146,8 +213,45 @@ class ScheduledJobSpec(_Model):
             "a day matching either one fires, as in classic cron."
         ),
     )
+    schedules: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description=(
+            "Several cron schedules, an alternative to schedule: the slots are their union, and "
+            "a slot that two share runs once."
+        ),
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 256}},
+    )
     timeZone: str = Field(
         "UTC", min_length=1, max_length=64, description="IANA time zone the schedule is read in."
+    )
+    daylightSaving: DaylightSaving = Field(
+        default_factory=DaylightSaving,
+        description="Rules for fixed-time slots when clocks change.",
+        json_schema_extra=_EMPTY,
+    )
+    jitterSeconds: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description=(
+            "Delay each run by a fixed amount in [0, jitterSeconds) derived from the slot and "
+            "the ScheduledJob, always shorter than the gap to the next slot; unset: none."
+        ),
+    )
+    catchUp: CatchUp = Field(
+        default_factory=CatchUp,
+        description="What runs after slots were missed.",
+        json_schema_extra=_EMPTY,
+    )
+    pendingTimeoutSeconds: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "An attempt whose Pod is still Pending after this long (unschedulable, image pull "
+            "failing) fails with the Pod's own reason and its Pod is deleted; unset: no limit."
+        ),
     )
     suspend: bool = Field(
         False, description="Stops new runs; slots due meanwhile are counted as missed."
@@ -176,6 +280,17 @@ class ScheduledJobSpec(_Model):
         default_factory=History, description="Finished runs kept.", json_schema_extra=_EMPTY
     )
     template: PodTemplate = Field(description="The Pod each attempt creates.")
+
+    @model_validator(mode="after")
+    def _one_schedule_field(self) -> ScheduledJobSpec:
+        if (self.schedule is None) == (self.schedules is None):
+            raise ValueError("set exactly one of spec.schedule and spec.schedules")
+        return self
+
+    @property
+    def expressions(self) -> list[str]:
+        """Return the cron expressions of schedule or schedules."""
+        return [self.schedule] if self.schedule is not None else list(self.schedules or [])
 
 
 def _format_time(value: dt.datetime | None) -> str | None:
@@ -220,6 +335,9 @@ class Run(_StatusModel):
     )
     reason: str | None = Field(None, description="Why the run ended, such as RetriesExhausted.")
     finishTime: dt.datetime | None = Field(None, description="When the run ended.")
+    trigger: str | None = Field(
+        None, description="The sked.dev/run-now value that started this run by hand."
+    )
 
 
 class ActiveRun(_StatusModel):
@@ -228,6 +346,7 @@ class ActiveRun(_StatusModel):
     scheduledTime: dt.datetime = Field(description="The run's slot.")
     attempt: int = Field(description="The current attempt.")
     podName: str | None = Field(None, description="Pod of the current attempt, if it exists.")
+    trigger: str | None = Field(None, description="The run-now value of a run started by hand.")
 
 
 class MissedSlot(_StatusModel):
@@ -270,6 +389,9 @@ class ScheduledJobStatus(_StatusModel):
         False, description="True when missedRuns stopped counting during a long downtime."
     )
     lastMissed: MissedSlot | None = Field(None, description="The newest slot that got no run.")
+    lastRunNow: str | None = Field(
+        None, description="The last sked.dev/run-now value that started a run."
+    )
     observedSchedule: str | None = Field(
         None,
         description=(
