@@ -32,6 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, then $KUBECONFIG")
     run.add_argument(
+        "--metrics-host",
+        default=os.environ.get("SKED_METRICS_HOST", "0.0.0.0"),
+        help="address for /metrics, /healthz and /readyz (default: 0.0.0.0)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("SKED_METRICS_PORT", "8080")),
+        help="port for /metrics, /healthz and /readyz (default: 8080)",
+    )
+    run.add_argument(
+        "--no-per-job-metrics",
+        dest="per_job_labels",
+        action="store_false",
+        help="drop the namespace and scheduledjob labels, keeping totals, for large installations",
+    )
+    run.add_argument(
         "--log-level",
         default=os.environ.get("SKED_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -80,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(
             run_operator(
-                namespaces=args.namespaces, kubeconfig=args.kubeconfig, identity=_identity()
+                namespaces=args.namespaces,
+                kubeconfig=args.kubeconfig,
+                identity=_identity(),
+                metrics_host=args.metrics_host,
+                metrics_port=args.metrics_port,
+                per_job_labels=args.per_job_labels,
             )
         )
     except KeyboardInterrupt:

@@ -28,10 +28,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sked import naming
 from sked.errors import InvalidScheduleError, InvalidSpecError
 from sked.kube import KubeClient
-from sked.planner import Event, JobView, Plan, PodView, plan, status_patch
+from sked.metrics import Metrics
+from sked.planner import Event, JobView, Plan, PodView, Reason, plan, status_patch
 from sked.podspec import build_pod
 from sked.schedule import Schedule, ScheduleSet, parse_schedules
-from sked.spec import GROUP, KIND, VERSION, ScheduledJobSpec, ScheduledJobStatus
+from sked.spec import GROUP, KIND, VERSION, RunPhase, ScheduledJobSpec, ScheduledJobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +204,11 @@ class Controller:
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         identity: str = "sked",
+        metrics: Metrics | None = None,
     ) -> None:
         self._kube = kube
+        self.metrics = metrics or Metrics()
+        self.primed = False
         self._clock = clock
         self._identity = identity
         self.jobs: dict[Key, JobRecord] = {}
@@ -232,6 +236,7 @@ class Controller:
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
         if event_type == "DELETED":
             record = self.jobs.pop(key, None)
+            self.metrics.forget(*key)
             if record is not None:
                 self._keys_by_uid.pop(record.uid, None)
                 self.pods.pop(record.uid, None)
@@ -323,12 +328,14 @@ class Controller:
             for job in await self._kube.list_jobs(namespace):
                 job.setdefault("apiVersion", f"{GROUP}/{VERSION}")
                 self.job_event(job, None)
+        self.primed = True
         logger.info("loaded %d ScheduledJobs and their Pods", len(self.jobs))
 
     async def run(self) -> None:
         """Reconcile marked jobs and jobs whose wake-up time came, until cancelled."""
         while True:
             self.last_tick = time.monotonic()
+            self.metrics.heap_size.set(len(self._wake))
             now = time.time()
             while self._heap and self._heap[0][0] <= now:
                 stamp, _, key = heapq.heappop(self._heap)
@@ -364,6 +371,7 @@ class Controller:
         except asyncio.CancelledError:
             raise
         except ApiException as error:
+            self.metrics.reconcile_errors.inc()
             logger.warning(
                 "reconcile of %s/%s failed with API status %s: %s; retrying in 5s",
                 key[0],
@@ -374,6 +382,7 @@ class Controller:
             self._schedule(key, self._clock() + dt.timedelta(seconds=5))
         except Exception:
             # One broken ScheduledJob must not stop the others: log, back off, go on.
+            self.metrics.reconcile_errors.inc()
             logger.exception("reconcile of %s/%s failed; retrying in 30s", key[0], key[1])
             self._schedule(key, self._clock() + dt.timedelta(seconds=30))
         finally:
@@ -458,6 +467,7 @@ class Controller:
                 fresh = await self._kube.get_job(record.namespace, record.name)
                 self.job_event(fresh, "MODIFIED")
                 return
+            self._observe(record, record.status, result, now=now)
             record.status = result.status
             record.resource_version = str(response["metadata"]["resourceVersion"])
         for event in result.events:
@@ -497,9 +507,64 @@ class Controller:
                 pod["metadata"]["name"],
             )
             return
+        if attempt == 1 and trigger is None:
+            lag = (self._clock() - slot).total_seconds()
+            labels = self.metrics.job(record.namespace, record.name)
+            self.metrics.lag_created.labels(*labels).observe(max(lag, 0.0))
         view = pod_view(created)
         if view is not None:
             self.pods.setdefault(record.uid, {}).setdefault(view.name, view)
+
+    def _observe(
+        self, record: JobRecord, before: ScheduledJobStatus, result: Plan, *, now: dt.datetime
+    ) -> None:
+        """Update the metrics from the decisions of one plan that reached the API server."""
+        metrics = self.metrics
+        labels = metrics.job(record.namespace, record.name)
+        status = result.status
+        for event in result.events:
+            if event.reason is Reason.POD_CREATED:
+                metrics.attempts_started.labels(*labels).inc()
+            elif event.reason in (Reason.MISSED_SCHEDULE, Reason.CONCURRENCY_SKIPPED):
+                reason = event.missed_reason.value if event.missed_reason else "unknown"
+                metrics.missed_slots.labels(*labels, reason).inc(event.count)
+        for run in status.runs:
+            self._observe_run(labels, before, run, now=now)
+        metrics.active_runs.labels(*labels).set(status.activeCount)
+        next_due = status.nextScheduleTime.timestamp() if status.nextScheduleTime else 0
+        metrics.next_due.labels(*labels).set(next_due)
+        if status.lastSuccessfulTime is not None:
+            metrics.last_success.labels(*labels).set(status.lastSuccessfulTime.timestamp())
+        metrics.consecutive_failures.labels(*labels).set(status.consecutiveFailures)
+
+    def _observe_run(
+        self, labels: tuple[str, str], before: ScheduledJobStatus, run: Any, *, now: dt.datetime
+    ) -> None:
+        previous = next(
+            (
+                old
+                for old in before.runs
+                if old.scheduledTime == run.scheduledTime and old.trigger == run.trigger
+            ),
+            None,
+        )
+        metrics = self.metrics
+        if run.phase.finished and (previous is None or not previous.phase.finished):
+            result = "succeeded" if run.phase is RunPhase.SUCCEEDED else "failed"
+            metrics.runs_finished.labels(*labels, result).inc()
+            started = run.attempts[0].startTime if run.attempts else None
+            if started is not None and run.finishTime is not None:
+                duration = max((run.finishTime - started).total_seconds(), 0.0)
+                metrics.run_duration.labels(*labels, result).observe(duration)
+        if not run.attempts or run.trigger is not None:
+            return
+        first = run.attempts[0]
+        was_pending = previous is None or not previous.attempts
+        if previous is not None and previous.attempts:
+            was_pending = previous.attempts[0].phase is RunPhase.PENDING
+        if was_pending and first.phase is not RunPhase.PENDING and first.reason is None:
+            lag = (now - run.scheduledTime).total_seconds()
+            metrics.lag_running.labels(*labels).observe(max(lag, 0.0))
 
     def _log_event(self, record: JobRecord, event: Event) -> None:
         level = logging.WARNING if event.warning else logging.INFO

@@ -121,6 +121,11 @@ class Event:
     warning: bool = False
     slot: dt.datetime | None = None
     attempt: int | None = None
+    count: int = 1
+    """How many slots a MissedSchedule or ConcurrencySkipped event stands for."""
+    missed_reason: MissedReason | None = None
+    manual: bool = False
+    """True for events of runs started by hand."""
 
 
 @dataclass
@@ -354,6 +359,7 @@ def _advance_run(
         run.phase = RunPhase.SUCCEEDED
         run.finishTime = attempt.finishTime or now
         run.nextAttemptTime = None
+        result.status.consecutiveFailures = 0
         result.events.append(
             Event(
                 Reason.RUN_SUCCEEDED,
@@ -386,6 +392,7 @@ def _after_failed_attempt(
         run.reason = Reason.NON_RETRYABLE_EXIT_CODE.value
         run.finishTime = attempt.finishTime or now
         run.nextAttemptTime = None
+        result.status.consecutiveFailures += 1
         result.events.append(
             Event(
                 Reason.RUN_FAILED,
@@ -402,6 +409,7 @@ def _after_failed_attempt(
         run.reason = Reason.RETRIES_EXHAUSTED.value
         run.finishTime = attempt.finishTime or now
         run.nextAttemptTime = None
+        result.status.consecutiveFailures += 1
         result.events.append(
             Event(
                 Reason.RETRIES_EXHAUSTED,
@@ -447,6 +455,7 @@ def _start_attempt(job: JobView, run: Run, number: int, result: Plan, *, now: dt
             f"created Pod {name} for run {_format(run.scheduledTime)}, attempt {number}",
             slot=run.scheduledTime,
             attempt=number,
+            manual=run.trigger is not None,
         )
     )
 
@@ -473,6 +482,8 @@ def _count_missed(
                 f"skipped the run of {_format(newest)} because an earlier run is still active "
                 "and concurrencyPolicy is Forbid",
                 slot=newest,
+                count=count,
+                missed_reason=reason,
             )
         )
         return
@@ -487,6 +498,8 @@ def _count_missed(
             f"{amount} slot(s) got no run because {explanation}; the newest was {_format(newest)}",
             warning=True,
             slot=newest,
+            count=count,
+            missed_reason=reason,
         )
     )
 

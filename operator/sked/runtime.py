@@ -7,23 +7,56 @@ import contextlib
 import logging
 import os
 import signal
+import time
 
 import kopf
 
 from sked import handlers
 from sked.controller import Controller
 from sked.kube import KubeClient
+from sked.metrics import HealthServer, Metrics
 
 logger = logging.getLogger(__name__)
 
 
-async def run_operator(*, namespaces: list[str], kubeconfig: str | None, identity: str) -> int:
+# The scheduler loop turns at least every 5 s; this long without a turn means it is stuck.
+LOOP_STALL_SECONDS = 60
+
+
+async def run_operator(
+    *,
+    namespaces: list[str],
+    kubeconfig: str | None,
+    identity: str,
+    metrics_host: str = "0.0.0.0",
+    metrics_port: int = 8080,
+    per_job_labels: bool = True,
+) -> int:
     """Run until SIGINT or SIGTERM; return the process exit code."""
     if kubeconfig:
         # kopf reads the same file for its own watches.
         os.environ["KUBECONFIG"] = kubeconfig
-    kube = await KubeClient.connect(kubeconfig=kubeconfig)
-    controller = Controller(kube, identity=identity)
+    metrics = Metrics(per_job_labels=per_job_labels)
+    kube = await KubeClient.connect(
+        kubeconfig=kubeconfig,
+        on_error=lambda verb, code: metrics.api_errors.labels(verb, code).inc(),
+    )
+    controller = Controller(kube, identity=identity, metrics=metrics)
+
+    def liveness() -> str | None:
+        stalled = time.monotonic() - controller.last_tick
+        if stalled > LOOP_STALL_SECONDS:
+            return f"the scheduler loop has not run for {stalled:.0f}s"
+        return None
+
+    health = HealthServer(
+        metrics,
+        liveness=liveness,
+        readiness=lambda: controller.primed,
+        host=metrics_host,
+        port=metrics_port,
+    )
+    await health.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -64,6 +97,7 @@ async def run_operator(*, namespaces: list[str], kubeconfig: str | None, identit
     with contextlib.suppress(asyncio.CancelledError):
         await scheduler
     await controller.stop()
+    await health.stop()
     await kube.close()
     logger.info("sked stopped")
     return code

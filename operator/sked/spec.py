@@ -385,6 +385,9 @@ class ScheduledJobStatus(_StatusModel):
     activeCount: int = Field(0, description="Number of active runs.")
     runs: list[Run] = Field(default_factory=list, description="Recent runs, newest last.")
     missedRuns: int = Field(0, description="Slots that got no run, since the job was created.")
+    consecutiveFailures: int = Field(
+        0, description="Runs that failed in a row since the last success (replaced runs aside)."
+    )
     missedRunsIsLowerBound: bool = Field(
         False, description="True when missedRuns stopped counting during a long downtime."
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,13 +48,22 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.args = args
+        self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         environment = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sked.cli", "run", *self.args],
+            [
+                sys.executable,
+                "-m",
+                "sked.cli",
+                "run",
+                "--metrics-host=127.0.0.1",
+                f"--metrics-port={self.metrics_port}",
+                *self.args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
@@ -65,6 +76,12 @@ class OperatorProcess:
         )
         if self._exited():
             raise AssertionError(f"the operator exited at start:\n{self.log_tail()}")
+
+    def scrape(self) -> str:
+        """Return the operator's /metrics text."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
 
     def _exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -94,6 +111,13 @@ class OperatorProcess:
         if not self.log_path.exists():
             return "(no operator log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def unique_name(prefix: str) -> str:
