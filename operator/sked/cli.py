@@ -49,6 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop the namespace and scheduledjob labels, keeping totals, for large installations",
     )
     run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a Lease so only one replica schedules (default: on)",
+    )
+    run.add_argument(
+        "--lease-name", default="sked-leader", help="Lease name (default: sked-leader)"
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    run.add_argument("--lease-duration", type=float, default=15.0, help="seconds (default 15)")
+    run.add_argument("--renew-deadline", type=float, default=10.0, help="seconds (default 10)")
+    run.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
+    run.add_argument(
         "--log-level",
         default=os.environ.get("SKED_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -92,7 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     # kopf logs each watch event and handler call at info; keep its own lines for trouble.
     logging.getLogger("kopf").setLevel(logging.WARNING)
+    from sked.errors import ConfigurationError
+    from sked.leader import LeaseSettings
     from sked.runtime import run_operator
+
+    lease = None
+    if args.leader_elect:
+        lease = LeaseSettings(
+            namespace=args.lease_namespace,
+            name=args.lease_name,
+            duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+        try:
+            lease.check()
+        except ConfigurationError as error:
+            print(f"sked: {error}", file=sys.stderr)
+            return 2
 
     try:
         return asyncio.run(
@@ -103,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics_host=args.metrics_host,
                 metrics_port=args.metrics_port,
                 per_job_labels=args.per_job_labels,
+                lease=lease,
             )
         )
     except KeyboardInterrupt:

@@ -208,6 +208,7 @@ def plan(
             _advance_run(job, spec, run, pods_by_name, result, now=now)
     _start_manual_run(job, spec, result, now=now)
     _start_due_runs(job, spec, schedule, result, now=now)
+    _record_results(status)
     _trim_history(spec, status, pods, result)
     _summarize(job, spec, schedule, result, now=now)
     return result
@@ -272,6 +273,8 @@ def _adopt_pods(
                 status.lastScheduleTime = pod.slot
         run.attempts.append(Attempt(attempt=pod.attempt, podName=pod.name, startTime=pod.created))
         run.attempts.sort(key=lambda a: a.attempt)
+        if run.attempts[-1].podName == pod.name:
+            run.nextAttemptTime = None  # The retry it waited for exists.
     status.runs.sort(key=lambda r: r.scheduledTime)
 
 
@@ -647,7 +650,21 @@ def _replace(run: Run, by: dt.datetime, result: Plan, *, now: dt.datetime) -> No
         attempt.phase = RunPhase.FAILED
         attempt.reason = Reason.RUN_REPLACED.value
         attempt.finishTime = now
-        result.deletes.append(attempt.podName)
+        planned = PodToCreate(slot=run.scheduledTime, attempt=attempt.attempt, trigger=run.trigger)
+        if planned in result.creates:
+            # A retry planned in this same pass: drop the create instead of deleting after it.
+            result.creates.remove(planned)
+            result.events = [
+                event
+                for event in result.events
+                if not (
+                    event.reason is Reason.POD_CREATED
+                    and event.slot == run.scheduledTime
+                    and event.attempt == attempt.attempt
+                )
+            ]
+        else:
+            result.deletes.append(attempt.podName)
     run.phase = RunPhase.FAILED
     run.reason = Reason.RUN_REPLACED.value
     run.finishTime = now
@@ -692,6 +709,22 @@ def _trim_history(
             result.deletes.append(pod.name)
 
 
+def _record_results(status: ScheduledJobStatus) -> None:
+    """Set the last success, failure and result from the runs, before history drops any."""
+    for run in status.runs:
+        if run.finishTime is None:
+            continue
+        if run.phase is RunPhase.SUCCEEDED:
+            status.lastSuccessfulTime = max(
+                status.lastSuccessfulTime or run.finishTime, run.finishTime
+            )
+        elif run.phase is RunPhase.FAILED:
+            status.lastFailureTime = max(status.lastFailureTime or run.finishTime, run.finishTime)
+    finished = [run for run in status.runs if run.phase.finished]
+    if finished:
+        status.lastResult = max(finished, key=lambda r: r.scheduledTime).phase.value
+
+
 def _summarize(
     job: JobView,
     spec: ScheduledJobSpec,
@@ -714,19 +747,6 @@ def _summarize(
         for run in active
     ]
     status.activeCount = len(active)
-    for run in status.runs:
-        if run.finishTime is None:
-            continue
-        if run.phase is RunPhase.SUCCEEDED:
-            status.lastSuccessfulTime = max(
-                status.lastSuccessfulTime or run.finishTime, run.finishTime
-            )
-        elif run.phase is RunPhase.FAILED:
-            status.lastFailureTime = max(status.lastFailureTime or run.finishTime, run.finishTime)
-    finished = [run for run in status.runs if run.phase.finished]
-    if finished:
-        status.lastResult = max(finished, key=lambda r: r.scheduledTime).phase.value
-
     if spec.suspend:
         status.nextScheduleTime = None
     else:

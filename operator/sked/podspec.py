@@ -33,7 +33,8 @@ def build_pod(
         # A real kubelet then puts the tail of the output in the terminated message.
         container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
     if spec.activeDeadlineSeconds is not None:
-        pod_spec.setdefault("activeDeadlineSeconds", spec.activeDeadlineSeconds)
+        # The operator enforces the spec's value, so the Pod carries the same one.
+        pod_spec["activeDeadlineSeconds"] = spec.activeDeadlineSeconds
 
     metadata = copy.deepcopy(template.metadata)
     labels = dict(metadata.get("labels") or {})

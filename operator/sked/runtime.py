@@ -1,4 +1,4 @@
-"""Start the operator: the API client, the Controller's loop and kopf's watches."""
+"""Start the operator: the API client, the Lease, the Controller's loop and kopf's watches."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import kopf
 from sked import handlers
 from sked.controller import Controller
 from sked.kube import KubeClient
+from sked.leader import LeaderElector, LeadershipLost, LeaseSettings
 from sked.metrics import HealthServer, Metrics
 
 logger = logging.getLogger(__name__)
-
 
 # The scheduler loop turns at least every 5 s; this long without a turn means it is stuck.
 LOOP_STALL_SECONDS = 60
@@ -31,8 +31,14 @@ async def run_operator(
     metrics_host: str = "0.0.0.0",
     metrics_port: int = 8080,
     per_job_labels: bool = True,
+    lease: LeaseSettings | None = None,
 ) -> int:
-    """Run until SIGINT or SIGTERM; return the process exit code."""
+    """Run until SIGINT or SIGTERM; return the process exit code.
+
+    With ``lease`` set, the process first waits to acquire the Lease and does
+    nothing else meanwhile: no watches, no writes. It exits with 1 as soon as
+    it loses the Lease, so a stale leader never acts.
+    """
     if kubeconfig:
         # kopf reads the same file for its own watches.
         os.environ["KUBECONFIG"] = kubeconfig
@@ -42,6 +48,13 @@ async def run_operator(
         on_error=lambda verb, code: metrics.api_errors.labels(verb, code).inc(),
     )
     controller = Controller(kube, identity=identity, metrics=metrics)
+    elector = None
+    if lease is not None:
+        elector = LeaderElector(
+            kube, lease, identity, on_change=lambda leading: metrics.leader.set(int(leading))
+        )
+    else:
+        metrics.leader.set(1)
 
     def liveness() -> str | None:
         stalled = time.monotonic() - controller.last_tick
@@ -49,22 +62,50 @@ async def run_operator(
             return f"the scheduler loop has not run for {stalled:.0f}s"
         return None
 
+    def ready() -> bool:
+        # A healthy follower is ready too, so a Deployment of replicas becomes Available.
+        return controller.primed or (elector is not None and not elector.leading)
+
     health = HealthServer(
-        metrics,
-        liveness=liveness,
-        readiness=lambda: controller.primed,
-        host=metrics_host,
-        port=metrics_port,
+        metrics, liveness=liveness, readiness=ready, host=metrics_host, port=metrics_port
     )
     await health.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-
     logger.info(
         "sked starting as %s, watching %s", identity, ", ".join(namespaces) or "all namespaces"
     )
+    try:
+        if elector is not None and not await _wait_for_lease(elector, stop):
+            logger.info("sked stopped before it became the leader")
+            return 0
+        return await _lead(controller, elector, namespaces, stop)
+    finally:
+        await health.stop()
+        await kube.close()
+
+
+async def _wait_for_lease(elector: LeaderElector, stop: asyncio.Event) -> bool:
+    """Wait until the Lease is ours (True) or a stop signal came first (False)."""
+    acquiring = asyncio.create_task(elector.acquire())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if acquiring.done():
+        return True
+    acquiring.cancel()
+    return False
+
+
+async def _lead(
+    controller: Controller,
+    elector: LeaderElector | None,
+    namespaces: list[str],
+    stop: asyncio.Event,
+) -> int:
+    """Schedule as the leader until stopped or the Lease is lost; return the exit code."""
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     await controller.prime(namespaces or None)
@@ -81,23 +122,32 @@ async def run_operator(
         ),
         name="kopf",
     )
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({scheduler, watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopping = asyncio.create_task(stop.wait(), name="signal")
+    tasks = {scheduler, watcher, stopping}
+    if elector is not None:
+        tasks.add(asyncio.create_task(elector.hold(), name="lease"))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    # Stop scheduling first: after a lost Lease another replica may already act.
+    scheduler.cancel()
     code = 0
     for task in done:
-        if task is not stopper and task.exception() is not None:
-            logger.error("%s stopped with an error", task.get_name(), exc_info=task.exception())
+        error = None if task is stopping or task.cancelled() else task.exception()
+        if isinstance(error, LeadershipLost):
+            logger.error("stopping at once: %s", error)
+            code = 1
+        elif error is not None:
+            logger.error("%s stopped with an error", task.get_name(), exc_info=error)
             code = 1
     logger.info("sked stopping")
     kopf_stop.set()
-    scheduler.cancel()
-    stopper.cancel()
+    for task in tasks - {watcher}:
+        task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(watcher, 10)
-    with contextlib.suppress(asyncio.CancelledError):
-        await scheduler
+    await asyncio.gather(*tasks, return_exceptions=True)
     await controller.stop()
-    await health.stop()
-    await kube.close()
+    if elector is not None and code == 0:
+        await elector.release()
     logger.info("sked stopped")
     return code

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_serializer,
+    model_validator,
+)
 
 from sked.schedule import RepeatedTime, SkippedTime
+
+# The API server rejects a string where a number belongs, so the model does too.
+StrictNumber = Annotated[float, Field(strict=True)]
 
 GROUP = "sked.dev"
 VERSION = "v1alpha1"
@@ -68,13 +79,13 @@ class _Model(BaseModel):
 class Backoff(_Model):
     """Waits between the attempts of one run: initialSeconds × factor^(n-1), capped."""
 
-    initialSeconds: int = Field(
+    initialSeconds: StrictInt = Field(
         10, ge=0, le=86400, description="Wait before the first retry, in seconds."
     )
-    factor: float = Field(
+    factor: StrictNumber = Field(
         2.0, ge=1, le=10, description="Multiplier applied to the wait after each retry."
     )
-    maxSeconds: int = Field(
+    maxSeconds: StrictInt = Field(
         360, ge=0, le=604800, description="Upper bound of any wait, in seconds."
     )
 
@@ -82,7 +93,7 @@ class Backoff(_Model):
 class Retry(_Model):
     """How often a failed attempt is tried again."""
 
-    nonRetryableExitCodes: list[int] = Field(
+    nonRetryableExitCodes: list[StrictInt] = Field(
         default_factory=list,
         max_length=64,
         description=(
@@ -91,7 +102,7 @@ class Retry(_Model):
         json_schema_extra={"items": {"type": "integer", "minimum": 0, "maximum": 255}},
     )
 
-    limit: int = Field(
+    limit: StrictInt = Field(
         3, ge=0, le=100, description="Retries after the first attempt; 0 disables retries."
     )
     backoff: Backoff = Field(
@@ -118,7 +129,7 @@ class CatchUp(_Model):
             "Slots that do not run are counted in status.missedRuns."
         ),
     )
-    maxRuns: int = Field(
+    maxRuns: StrictInt = Field(
         10, ge=1, le=1000, description="With policy All, the most missed slots that run."
     )
 
@@ -145,8 +156,8 @@ class DaylightSaving(_Model):
 class History(_Model):
     """How many finished runs stay in status, with their Pods."""
 
-    successfulRunsLimit: int = Field(3, ge=0, le=100, description="Succeeded runs kept.")
-    failedRunsLimit: int = Field(1, ge=0, le=100, description="Failed runs kept.")
+    successfulRunsLimit: StrictInt = Field(3, ge=0, le=100, description="Succeeded runs kept.")
+    failedRunsLimit: StrictInt = Field(1, ge=0, le=100, description="Failed runs kept.")
 
 
 class Container(BaseModel):
@@ -231,7 +242,7 @@ class ScheduledJobSpec(_Model):
         description="Rules for fixed-time slots when clocks change.",
         json_schema_extra=_EMPTY,
     )
-    jitterSeconds: int | None = Field(
+    jitterSeconds: StrictInt | None = Field(
         None,
         ge=1,
         le=86400,
@@ -245,7 +256,7 @@ class ScheduledJobSpec(_Model):
         description="What runs after slots were missed.",
         json_schema_extra=_EMPTY,
     )
-    pendingTimeoutSeconds: int | None = Field(
+    pendingTimeoutSeconds: StrictInt | None = Field(
         None,
         ge=1,
         description=(
@@ -253,7 +264,7 @@ class ScheduledJobSpec(_Model):
             "failing) fails with the Pod's own reason and its Pod is deleted; unset: no limit."
         ),
     )
-    suspend: bool = Field(
+    suspend: StrictBool = Field(
         False, description="Stops new runs; slots due meanwhile are counted as missed."
     )
     concurrencyPolicy: ConcurrencyPolicy = Field(
@@ -263,12 +274,12 @@ class ScheduledJobSpec(_Model):
             "counted as missed and never starts later); Replace deletes the active run's Pod."
         ),
     )
-    startingDeadlineSeconds: int | None = Field(
+    startingDeadlineSeconds: StrictInt | None = Field(
         None,
         ge=0,
         description="A slot reached later than this after its due time is missed; unset: no limit.",
     )
-    activeDeadlineSeconds: int | None = Field(
+    activeDeadlineSeconds: StrictInt | None = Field(
         None,
         ge=1,
         description="An attempt running longer than this is stopped and failed; unset: no limit.",

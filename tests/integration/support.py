@@ -49,10 +49,17 @@ class OperatorProcess:
         self.log_path = log_path
         self.args = args
         self.metrics_port = free_port()
+        self.identity = f"sked-test-{self.metrics_port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        environment = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        # A stable identity lets a restarted operator take its own Lease back at once.
+        environment = dict(
+            os.environ,
+            KUBECONFIG=str(self.kubeconfig),
+            PYTHONUNBUFFERED="1",
+            POD_NAME=self.identity,
+        )
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
