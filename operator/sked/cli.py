@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 import sys
@@ -66,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--renew-deadline", type=float, default=10.0, help="seconds (default 10)")
     run.add_argument("--retry-period", type=float, default=2.0, help="seconds (default 2)")
     run.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("SKED_LOG_FORMAT", "text"),
+        help="plain text lines (default) or one JSON object per line",
+    )
+    run.add_argument(
+        "--failing-threshold",
+        type=int,
+        default=3,
+        help="failed runs in a row that turn the Failing condition on (default 3)",
+    )
+    run.add_argument(
         "--log-level",
         default=os.environ.get("SKED_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -102,17 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         from sked import commands
 
         return commands.main(args)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # kopf logs each watch event and handler call at info; keep its own lines for trouble.
-    logging.getLogger("kopf").setLevel(logging.WARNING)
+    from sked.logs import configure_logging
+
+    configure_logging(level=args.log_level.upper(), json_lines=args.log_format == "json")
     from sked.errors import ConfigurationError
     from sked.leader import LeaseSettings
     from sked.runtime import run_operator
 
+    if args.failing_threshold < 1:
+        print(f"sked: --failing-threshold must be at least 1 (got {args.failing_threshold})")
+        return 2
     lease = None
     if args.leader_elect:
         lease = LeaseSettings(
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics_port=args.metrics_port,
                 per_job_labels=args.per_job_labels,
                 lease=lease,
+                failing_threshold=args.failing_threshold,
             )
         )
     except KeyboardInterrupt:

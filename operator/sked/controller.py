@@ -26,10 +26,11 @@ import pydantic
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sked import naming
+from sked.conditions import set_late
 from sked.errors import InvalidScheduleError, InvalidSpecError
 from sked.kube import KubeClient
 from sked.metrics import Metrics
-from sked.planner import Event, JobView, Plan, PodView, Reason, plan, status_patch
+from sked.planner import Event, JobView, Plan, PodToCreate, PodView, Reason, plan, status_patch
 from sked.podspec import build_pod
 from sked.schedule import Schedule, ScheduleSet, parse_schedules
 from sked.spec import GROUP, KIND, VERSION, RunPhase, ScheduledJobSpec, ScheduledJobStatus
@@ -130,6 +131,22 @@ def _newer(incoming: str, current: str) -> bool:
         return True
 
 
+# Status keeps this much of a failed container's output, the last lines of it.
+MESSAGE_TAIL_CHARS = 1024
+MESSAGE_TAIL_LINES = 20
+
+
+def output_tail(text: str | None) -> str | None:
+    """Return the last lines of a terminated container's message, bounded in size."""
+    if not text:
+        return text
+    lines = text.rstrip("\n").splitlines()[-MESSAGE_TAIL_LINES:]
+    tail = "\n".join(lines)
+    if len(tail) > MESSAGE_TAIL_CHARS:
+        tail = "…" + tail[-(MESSAGE_TAIL_CHARS - 1) :]
+    return tail
+
+
 def pod_view(body: dict[str, Any]) -> PodView | None:
     """Extract what the planner needs from a Pod, or None if it is not one of ours."""
     metadata = body.get("metadata", {})
@@ -146,7 +163,7 @@ def pod_view(body: dict[str, Any]) -> PodView | None:
         if terminated:
             exit_code = terminated.get("exitCode")
             reason = terminated.get("reason")
-            message = terminated.get("message")
+            message = output_tail(terminated.get("message"))
             finished = parse_time(terminated.get("finishedAt"))
             if exit_code:
                 break
@@ -205,7 +222,9 @@ class Controller:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         identity: str = "sked",
         metrics: Metrics | None = None,
+        failing_threshold: int = 3,
     ) -> None:
+        self._failing_threshold = failing_threshold
         self._kube = kube
         self.metrics = metrics or Metrics()
         self.primed = False
@@ -406,7 +425,13 @@ class Controller:
             await self._check_template(record)
         now = self._clock()
         pods = list(self.pods.get(record.uid, {}).values())
-        result = plan(record.view(), pods, now=now, schedule=record.schedule)
+        result = plan(
+            record.view(),
+            pods,
+            now=now,
+            schedule=record.schedule,
+            failing_threshold=self._failing_threshold,
+        )
         await self._perform(record, result, now=now)
 
     async def _check_template(self, record: JobRecord) -> None:
@@ -432,16 +457,31 @@ class Controller:
             record.spec = record.schedule = None
         record.checked_generation = record.generation
 
-    async def _perform(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
+    async def _apply_pods(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
+        """Create and delete the plan's Pods; take rejected creates back out of its status."""
         creates = result.creates
-        if creates or result.deletes:
-            await asyncio.gather(
-                *(
-                    self._create(record, item.slot, item.attempt, item.trigger)
-                    for item in result.creates
-                ),
-                *(self._kube.delete_pod(record.namespace, name) for name in result.deletes),
-            )
+        outcomes = await asyncio.gather(
+            *(self._create(record, item.slot, item.attempt, item.trigger) for item in creates),
+            *(self._kube.delete_pod(record.namespace, name) for name in result.deletes),
+            return_exceptions=True,
+        )
+        failures: list[tuple[PodToCreate, ApiException]] = []
+        for index, outcome in enumerate(outcomes):
+            if not isinstance(outcome, BaseException):
+                continue
+            if index < len(creates) and isinstance(outcome, ApiException):
+                failures.append((creates[index], outcome))
+            else:
+                raise outcome
+        if failures:
+            self._undo_failed_creates(record, result, failures, now=now)
+        else:
+            message = "the newest due slot has its Pod"
+            set_late(result.status, False, message, now=now, generation=record.generation)
+
+    async def _perform(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
+        if result.creates or result.deletes:
+            await self._apply_pods(record, result, now=now)
         patch = status_patch(result.status)
         if patch != status_patch(record.status):
             try:
@@ -477,6 +517,61 @@ class Controller:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._schedule(record.key, result.wake_at)
+
+    def _undo_failed_creates(
+        self,
+        record: JobRecord,
+        result: Plan,
+        failures: list[tuple[PodToCreate, ApiException]],
+        *,
+        now: dt.datetime,
+    ) -> None:
+        """Take failed creates out of the plan's status, so the next reconcile tries again.
+
+        A quota, an admission webhook or missing RBAC can reject a Pod. The slot
+        then stays unhandled (and is missed once past startingDeadlineSeconds),
+        the Late condition says why, and the job is looked at again in 10 s.
+        """
+        status = result.status
+        for item, error in failures:
+            for run in list(status.runs):
+                if run.scheduledTime != item.slot or run.trigger != item.trigger:
+                    continue
+                run.attempts = [a for a in run.attempts if a.attempt != item.attempt]
+                if run.attempts:
+                    run.nextAttemptTime = now
+                else:
+                    status.runs.remove(run)
+            if item.trigger is not None:
+                status.lastRunNow = record.status.lastRunNow
+            elif item.attempt == 1:
+                status.lastScheduleTime = record.status.lastScheduleTime
+            result.events = [
+                event
+                for event in result.events
+                if not (
+                    event.reason is Reason.POD_CREATED
+                    and event.slot == item.slot
+                    and event.attempt == item.attempt
+                )
+            ]
+            message = (
+                f"creating the Pod of run {item.slot.strftime('%Y-%m-%dT%H:%M:%SZ')} attempt "
+                f"{item.attempt} failed with {error.status}: {_api_message(error)}; "
+                "retrying every 10s"
+            )
+            logger.error("%s/%s: %s", record.namespace, record.name, message)
+            if set_late(status, True, message, now=now, generation=record.generation):
+                result.events.append(Event(Reason.POD_CREATE_FAILED, message, warning=True))
+        status.active = [
+            a
+            for a in status.active
+            if any(
+                r.scheduledTime == a.scheduledTime and r.trigger == a.trigger for r in status.runs
+            )
+        ]
+        status.activeCount = len(status.active)
+        result.wake_at = now + dt.timedelta(seconds=10)
 
     async def _create(
         self, record: JobRecord, slot: dt.datetime, attempt: int, trigger: str | None

@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sked import naming
 from sked.backoff import retry_delay
 from sked.catchup import DueSlots, due_slots
+from sked.conditions import condition_is, set_condition, set_failing
 from sked.errors import InvalidSpecError
 from sked.schedule import Schedule, ScheduleSet, jitter
 from sked.spec import (
@@ -29,7 +30,6 @@ from sked.spec import (
     Attempt,
     CatchUpPolicy,
     ConcurrencyPolicy,
-    Condition,
     MissedReason,
     MissedSlot,
     Run,
@@ -47,6 +47,7 @@ class Reason(enum.StrEnum):
     """Event and condition reasons, CamelCase as Kubernetes uses them."""
 
     POD_CREATED = "PodCreated"
+    POD_CREATE_FAILED = "PodCreateFailed"
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
     RETRY_SCHEDULED = "RetryScheduled"
@@ -147,53 +148,19 @@ def _format(instant: dt.datetime) -> str:
     return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _set_condition(
-    status: ScheduledJobStatus,
-    kind: str,
-    value: bool,
-    reason: str,
-    message: str,
-    *,
-    now: dt.datetime,
-    generation: int,
-) -> bool:
-    """Set a condition; return True when its status or reason changed."""
-    text: Literal["True", "False"] = "True" if value else "False"
-    for condition in status.conditions:
-        if condition.type == kind:
-            changed = condition.status != text or condition.reason != reason
-            if changed:
-                condition.lastTransitionTime = now
-            condition.status = text
-            condition.reason = reason
-            condition.message = message
-            condition.observedGeneration = generation
-            return changed
-    status.conditions.append(
-        Condition(
-            type=kind,
-            status=text,
-            reason=reason,
-            message=message,
-            lastTransitionTime=now,
-            observedGeneration=generation,
-        )
-    )
-    return True
-
-
-def _condition_is(status: ScheduledJobStatus, kind: str, value: str) -> bool:
-    return any(c.type == kind and c.status == value for c in status.conditions)
-
-
 def plan(
     job: JobView,
     pods: list[PodView],
     *,
     now: dt.datetime,
     schedule: Schedule | ScheduleSet | None,
+    failing_threshold: int = 3,
 ) -> Plan:
-    """Return what ``job`` needs at ``now``; ``schedule`` is None when the spec is invalid."""
+    """Return what ``job`` needs at ``now``; ``schedule`` is None when the spec is invalid.
+
+    ``failing_threshold`` is how many runs in a row must fail before the
+    Failing condition turns True.
+    """
     status = job.status.model_copy(deep=True)
     result = Plan(status=status)
     if job.spec is None or schedule is None:
@@ -211,6 +178,7 @@ def plan(
     _record_results(status)
     _trim_history(spec, status, pods, result)
     _summarize(job, spec, schedule, result, now=now)
+    set_failing(status, failing_threshold, now=now, generation=job.generation)
     return result
 
 
@@ -218,12 +186,10 @@ def _plan_invalid(job: JobView, result: Plan, *, now: dt.datetime) -> None:
     status = result.status
     error = job.spec_error or InvalidSpecError("the spec could not be read")
     message = str(error)
-    changed = _set_condition(
+    changed = set_condition(
         status, "InvalidSpec", True, error.reason, message, now=now, generation=job.generation
     )
-    _set_condition(
-        status, "Ready", False, error.reason, message, now=now, generation=job.generation
-    )
+    set_condition(status, "Ready", False, error.reason, message, now=now, generation=job.generation)
     status.nextScheduleTime = None
     status.observedGeneration = job.generation
     if changed:
@@ -546,7 +512,7 @@ def _start_due_runs(
             status.lastScheduleTime = last
         status.observedSchedule = _schedule_key(spec)
 
-    if spec.suspend or _condition_is(status, "Suspended", "True"):
+    if spec.suspend or condition_is(status, "Suspended", "True"):
         last = _count_suspended(schedule, result, last=last, now=now)
         if spec.suspend:
             return
@@ -754,7 +720,7 @@ def _summarize(
         result.wake_no_later_than(status.nextScheduleTime)
     status.observedGeneration = generation
 
-    _set_condition(
+    set_condition(
         status,
         "InvalidSpec",
         False,
@@ -764,7 +730,7 @@ def _summarize(
         generation=generation,
     )
     if spec.suspend:
-        _set_condition(
+        set_condition(
             status,
             "Suspended",
             True,
@@ -774,7 +740,7 @@ def _summarize(
             generation=generation,
         )
     else:
-        _set_condition(
+        set_condition(
             status,
             "Suspended",
             False,
@@ -784,7 +750,7 @@ def _summarize(
             generation=generation,
         )
     if not schedule.fires:
-        _set_condition(
+        set_condition(
             status,
             "Ready",
             True,
@@ -796,7 +762,7 @@ def _summarize(
             generation=generation,
         )
     elif spec.suspend:
-        _set_condition(
+        set_condition(
             status,
             "Ready",
             True,
@@ -807,7 +773,7 @@ def _summarize(
         )
     else:
         next_text = _format(status.nextScheduleTime) if status.nextScheduleTime else "none"
-        _set_condition(
+        set_condition(
             status,
             "Ready",
             True,

@@ -32,6 +32,7 @@ async def run_operator(
     metrics_port: int = 8080,
     per_job_labels: bool = True,
     lease: LeaseSettings | None = None,
+    failing_threshold: int = 3,
 ) -> int:
     """Run until SIGINT or SIGTERM; return the process exit code.
 
@@ -47,7 +48,9 @@ async def run_operator(
         kubeconfig=kubeconfig,
         on_error=lambda verb, code: metrics.api_errors.labels(verb, code).inc(),
     )
-    controller = Controller(kube, identity=identity, metrics=metrics)
+    controller = Controller(
+        kube, identity=identity, metrics=metrics, failing_threshold=failing_threshold
+    )
     elector = None
     if lease is not None:
         elector = LeaderElector(
