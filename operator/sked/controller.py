@@ -30,8 +30,9 @@ from sked.conditions import set_late
 from sked.errors import InvalidScheduleError, InvalidSpecError
 from sked.kube import KubeClient
 from sked.metrics import Metrics
+from sked.placement import REGION_LABEL, ZONE_LABEL
 from sked.planner import Event, JobView, Plan, PodToCreate, PodView, Reason, plan, status_patch
-from sked.podspec import build_pod
+from sked.podspec import build_pod, template_overrides
 from sked.schedule import Schedule, ScheduleSet, parse_schedules
 from sked.spec import GROUP, KIND, VERSION, RunPhase, ScheduledJobSpec, ScheduledJobStatus
 
@@ -153,6 +154,7 @@ def pod_view(body: dict[str, Any]) -> PodView | None:
     annotations = metadata.get("annotations") or {}
     slot = parse_time(annotations.get(naming.ANNOTATION_SCHEDULED_TIME))
     attempt_text = annotations.get(naming.ANNOTATION_ATTEMPT, "")
+    step_text = annotations.get(naming.ANNOTATION_PLACEMENT_STEP, "0")
     if slot is None or not attempt_text.isdigit():
         return None
     status = body.get("status") or {}
@@ -190,6 +192,8 @@ def pod_view(body: dict[str, Any]) -> PodView | None:
         trigger=annotations.get(naming.ANNOTATION_RUN_NOW),
         pending_reason=pending_reason,
         pending_message=pending_message,
+        step=int(step_text) if step_text.isdigit() else 0,
+        node=(body.get("spec") or {}).get("nodeName"),
     )
 
 
@@ -241,6 +245,7 @@ class Controller:
         self._changed = asyncio.Event()
         self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_RECONCILES)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._nodes: dict[str, tuple[str | None, str | None]] = {}
         self.last_tick = time.monotonic()
         self.last_watch_event = time.monotonic()
 
@@ -424,7 +429,7 @@ class Controller:
         if record.spec is not None and record.checked_generation != record.generation:
             await self._check_template(record)
         now = self._clock()
-        pods = list(self.pods.get(record.uid, {}).values())
+        pods = [await self._with_node(pod) for pod in self.pods.get(record.uid, {}).values()]
         result = plan(
             record.view(),
             pods,
@@ -433,6 +438,22 @@ class Controller:
             failing_threshold=self._failing_threshold,
         )
         await self._perform(record, result, now=now)
+
+    async def _with_node(self, pod: PodView) -> PodView:
+        """Add the region and zone of the Pod's node, read once per node and cached."""
+        if pod.node is None:
+            return pod
+        if pod.node not in self._nodes:
+            labels: dict[str, str] = {}
+            try:
+                node = await self._kube.get_node(pod.node)
+                labels = (node.get("metadata") or {}).get("labels") or {}
+            except ApiException as error:
+                # Without read access to Nodes, runs still work; they lack region and zone.
+                logger.warning("reading Node %s failed with %s", pod.node, error.status)
+            self._nodes[pod.node] = (labels.get(REGION_LABEL), labels.get(ZONE_LABEL))
+        region, zone = self._nodes[pod.node]
+        return dataclasses.replace(pod, region=region, zone=zone)
 
     async def _check_template(self, record: JobRecord) -> None:
         """Dry-run the Pod on the API server, so errors it would reject show as InvalidSpec."""
@@ -456,12 +477,28 @@ class Controller:
             )
             record.spec = record.schedule = None
         record.checked_generation = record.generation
+        if record.spec is not None and (kept := template_overrides(record.spec)):
+            message = (
+                f"the Pod template's own {', '.join(kept)} override spec.placement; "
+                "remove them from the template to let the placement apply"
+            )
+            self._log_event(record, Event(Reason.PLACEMENT_OVERRIDDEN, message))
+            task = asyncio.create_task(
+                self._post_events(
+                    record, [Event(Reason.PLACEMENT_OVERRIDDEN, message)], now=self._clock()
+                )
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _apply_pods(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
         """Create and delete the plan's Pods; take rejected creates back out of its status."""
         creates = result.creates
         outcomes = await asyncio.gather(
-            *(self._create(record, item.slot, item.attempt, item.trigger) for item in creates),
+            *(
+                self._create(record, item.slot, item.attempt, item.trigger, item.step)
+                for item in creates
+            ),
             *(self._kube.delete_pod(record.namespace, name) for name in result.deletes),
             return_exceptions=True,
         )
@@ -574,7 +611,7 @@ class Controller:
         result.wake_at = now + dt.timedelta(seconds=10)
 
     async def _create(
-        self, record: JobRecord, slot: dt.datetime, attempt: int, trigger: str | None
+        self, record: JobRecord, slot: dt.datetime, attempt: int, trigger: str | None, step: int
     ) -> None:
         assert record.spec is not None
         pod = build_pod(
@@ -585,6 +622,7 @@ class Controller:
             slot=slot,
             attempt=attempt,
             trigger=trigger,
+            step=step,
         )
         try:
             created = await self._kube.create_pod(record.namespace, pod)
@@ -602,7 +640,7 @@ class Controller:
                 pod["metadata"]["name"],
             )
             return
-        if attempt == 1 and trigger is None:
+        if attempt == 1 and trigger is None and step == 0:
             lag = (self._clock() - slot).total_seconds()
             labels = self.metrics.job(record.namespace, record.name)
             self.metrics.lag_created.labels(*labels).observe(max(lag, 0.0))

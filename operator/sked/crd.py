@@ -29,18 +29,34 @@ def _resolve(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
     return node
 
 
+def _collapse_union(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``X | None`` into X, and ``str | int`` into an int-or-string node."""
+    branches = [branch for branch in node["anyOf"] if branch.get("type") != "null"]
+    kinds = sorted(_resolve(branch, definitions).get("type", "") for branch in branches)
+    if kinds == ["integer", "string"]:
+        # A Kubernetes quantity: a number or a string, checked by the string's pattern.
+        merged = {k: v for k, v in node.items() if k not in ("anyOf", "default", "title")}
+        merged["x-kubernetes-int-or-string"] = True
+        string = next(b for b in branches if b.get("type") == "string")
+        if "pattern" in string:
+            merged["pattern"] = string["pattern"]
+        return merged
+    if len(branches) != 1:
+        raise ValueError(f"cannot express a union in a structural schema: {node}")
+    merged = {key: value for key, value in node.items() if key != "anyOf"}
+    merged.update(_resolve(branches[0], definitions))
+    if merged.get("default", ...) is None:
+        del merged["default"]
+    return merged
+
+
 def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
     """Convert one JSON Schema node, recursively, into its structural form."""
     node = _resolve(node, definitions)
     if "anyOf" in node:
-        branches = [branch for branch in node["anyOf"] if branch.get("type") != "null"]
-        if len(branches) != 1:
-            raise ValueError(f"cannot express a union in a structural schema: {node}")
-        merged = {key: value for key, value in node.items() if key != "anyOf"}
-        merged.update(_resolve(branches[0], definitions))
-        if merged.get("default", ...) is None:
-            del merged["default"]
-        node = merged
+        node = _collapse_union(node, definitions)
+        if node.get("x-kubernetes-int-or-string"):
+            return node
     result: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS:
@@ -86,6 +102,7 @@ def build_crd() -> dict[str, Any]:
         # A future time printed as a date shows <invalid>, so this one is a string.
         ("Next Schedule", "string", ".status.nextScheduleTime", 0),
         ("Last Result", "string", ".status.lastResult", 0),
+        ("Last Region", "string", ".status.lastRegion", 1),
         ("Age", "date", ".metadata.creationTimestamp", 0),
     ]
     return {

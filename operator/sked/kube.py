@@ -191,6 +191,9 @@ class KubeClient:
         result = await self._call("list", "GET", path, query=[("labelSelector", label_selector)])
         return list(result.get("items", []))
 
+    async def get_node(self, name: str) -> Any:
+        return await self._call("get", "GET", f"/api/v1/nodes/{name}")
+
     # -- ScheduledJobs ----------------------------------------------------------
 
     def _job_path(self, namespace: str | None, name: str | None = None) -> str:

@@ -19,6 +19,7 @@ LABEL_SCHEDULEDJOB = "sked.dev/scheduledjob"
 ANNOTATION_SCHEDULED_TIME = "sked.dev/scheduled-time"
 ANNOTATION_ATTEMPT = "sked.dev/attempt"
 ANNOTATION_RUN_NOW = "sked.dev/run-now"
+ANNOTATION_PLACEMENT_STEP = "sked.dev/placement-step"
 
 
 def _digest(text: str) -> str:
@@ -38,19 +39,22 @@ def slot_key(slot: dt.datetime) -> str:
     return str(int(slot.timestamp()))
 
 
-def pod_name(job_name: str, slot: dt.datetime, attempt: int, *, trigger: str | None = None) -> str:
+def pod_name(
+    job_name: str, slot: dt.datetime, attempt: int, *, trigger: str | None = None, step: int = 0
+) -> str:
     """Return the Pod name of one attempt of one slot: ``<job>-<unix seconds>-<attempt>``.
 
     A run started by hand is named by its run-now value instead of its time,
     ``<job>-m<hash of the value>-<attempt>``, so re-applying the same value
-    cannot start a second Pod.
+    cannot start a second Pod. A placement fallback step after the first adds
+    ``-f<step>``, so each region an attempt tries has a Pod name of its own.
 
     The result is a DNS-1123 label of at most 63 characters. A long job name
     is cut and given a hash of the full name, so two long names that share a
     prefix still get different Pods.
     """
     key = f"m{_digest(trigger)}" if trigger is not None else slot_key(slot)
-    suffix = f"-{key}-{attempt}"
+    suffix = f"-{key}-{attempt}" + (f"-f{step}" if step else "")
     base = _INVALID.sub("-", job_name.lower()).strip("-") or "job"
     if base != job_name:
         # Changed characters could make two names equal; the hash keeps them apart.

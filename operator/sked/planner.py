@@ -24,6 +24,7 @@ from sked.backoff import retry_delay
 from sked.catchup import DueSlots, due_slots
 from sked.conditions import condition_is, set_condition, set_failing
 from sked.errors import InvalidSpecError
+from sked.placement import fallback_steps, pinned_region
 from sked.schedule import Schedule, ScheduleSet, jitter
 from sked.spec import (
     ActiveRun,
@@ -61,6 +62,10 @@ class Reason(enum.StrEnum):
     POD_DELETED = "PodDeleted"
     NEVER_FIRES = "NeverFires"
     NON_RETRYABLE_EXIT_CODE = "NonRetryableExitCode"
+    PLACED = "Placed"
+    PLACEMENT_FALLBACK = "PlacementFallback"
+    PLACEMENT_OVERRIDDEN = "PlacementOverridden"
+    UNSCHEDULABLE = "Unschedulable"
     PENDING_TIMEOUT = "PendingTimeout"
     SCHEDULED = "Scheduled"
     SUSPENDED = "Suspended"
@@ -86,6 +91,11 @@ class PodView:
     pending_reason: str | None = None
     """Why a Pending Pod does not run yet: Unschedulable, ImagePullBackOff, ..."""
     pending_message: str | None = None
+    step: int = 0
+    """The placement fallback step the Pod was created for."""
+    node: str | None = None
+    region: str | None = None
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ class PodToCreate:
     slot: dt.datetime
     attempt: int
     trigger: str | None = None
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -237,7 +248,23 @@ def _adopt_pods(
                 status.lastRunNow = pod.trigger
             elif status.lastScheduleTime is None or pod.slot > status.lastScheduleTime:
                 status.lastScheduleTime = pod.slot
-        run.attempts.append(Attempt(attempt=pod.attempt, podName=pod.name, startTime=pod.created))
+        same = next((a for a in run.attempts if a.attempt == pod.attempt), None)
+        if same is not None:
+            if pod.step > same.step:
+                # A fallback Pod created before the operator stopped.
+                same.podName, same.step, same.stepStartTime = pod.name, pod.step, pod.created
+            else:
+                result.deletes.append(pod.name)
+            continue
+        run.attempts.append(
+            Attempt(
+                attempt=pod.attempt,
+                podName=pod.name,
+                startTime=pod.created,
+                step=pod.step,
+                stepStartTime=pod.created,
+            )
+        )
         run.attempts.sort(key=lambda a: a.attempt)
         if run.attempts[-1].podName == pod.name:
             run.nextAttemptTime = None  # The retry it waited for exists.
@@ -280,6 +307,8 @@ def _advance_run(
     if not attempt.phase.finished:
         if pod is not None and not pod.deleting:
             _refresh_attempt(attempt, pod)
+            _record_node(run, attempt, pod, result)
+            _fall_back(job, spec, run, attempt, pod, result, now=now)
         elif pod is None:
             # The create response puts new Pods in the cache at once, so a
             # missing Pod was deleted by someone else, or is still on its way.
@@ -342,6 +371,80 @@ def _advance_run(
         _after_failed_attempt(job, spec, run, attempt, result, now=now)
         return
     run.phase = RunPhase.RUNNING if attempt.phase is RunPhase.RUNNING else RunPhase.PENDING
+
+
+def _record_node(run: Run, attempt: Attempt, pod: PodView, result: Plan) -> None:
+    """Record where the attempt's Pod runs, with one Placed event when it is bound."""
+    if pod.node is None or attempt.node == pod.node:
+        return
+    attempt.node, attempt.region, attempt.zone = pod.node, pod.region, pod.zone
+    if pod.region:
+        result.status.lastRegion = pod.region
+    where = f"node {pod.node}"
+    if pod.region or pod.zone:
+        where += f" in region {pod.region or '?'}, zone {pod.zone or '?'}"
+    result.events.append(
+        Event(
+            Reason.PLACED,
+            f"Pod {pod.name} of run {_format(run.scheduledTime)} attempt {attempt.attempt} "
+            f"was placed on {where}",
+            slot=run.scheduledTime,
+            attempt=attempt.attempt,
+        )
+    )
+
+
+def _fall_back(
+    job: JobView,
+    spec: ScheduledJobSpec,
+    run: Run,
+    attempt: Attempt,
+    pod: PodView,
+    result: Plan,
+    *,
+    now: dt.datetime,
+) -> None:
+    """Move an attempt whose Pod stays unschedulable to the next region, or fail it."""
+    placement = spec.placement
+    region = pinned_region(placement, attempt.step)
+    if placement is None or placement.fallbackAfterSeconds is None or region is None:
+        return
+    if attempt.phase is not RunPhase.PENDING or pod.pending_reason != "Unschedulable":
+        return
+    since = attempt.stepStartTime or attempt.startTime or now
+    limit = since + dt.timedelta(seconds=placement.fallbackAfterSeconds)
+    if now < limit:
+        result.wake_no_later_than(limit)
+        return
+    why = pod.pending_message or "no node fits"
+    result.deletes.append(pod.name)
+    if attempt.step + 1 >= fallback_steps(placement):
+        attempt.phase = RunPhase.FAILED
+        attempt.reason = Reason.UNSCHEDULABLE.value
+        attempt.message = f"unschedulable in every listed region, the last {region}: {why}"
+        attempt.finishTime = now
+        return
+    attempt.step += 1
+    following = pinned_region(placement, attempt.step)
+    attempt.fallbackFrom, attempt.fallbackReason = region, why
+    attempt.podName = naming.pod_name(
+        job.name, run.scheduledTime, attempt.attempt, trigger=run.trigger, step=attempt.step
+    )
+    attempt.stepStartTime = now
+    result.creates.append(
+        PodToCreate(run.scheduledTime, attempt.attempt, trigger=run.trigger, step=attempt.step)
+    )
+    result.events.append(
+        Event(
+            Reason.PLACEMENT_FALLBACK,
+            f"attempt {attempt.attempt} of run {_format(run.scheduledTime)} fell back from "
+            f"region {region} to region {following}: unschedulable for "
+            f"{placement.fallbackAfterSeconds}s ({why})",
+            warning=True,
+            slot=run.scheduledTime,
+            attempt=attempt.attempt,
+        )
+    )
 
 
 def _after_failed_attempt(
@@ -414,7 +517,7 @@ def _after_failed_attempt(
 
 def _start_attempt(job: JobView, run: Run, number: int, result: Plan, *, now: dt.datetime) -> None:
     name = naming.pod_name(job.name, run.scheduledTime, number, trigger=run.trigger)
-    run.attempts.append(Attempt(attempt=number, podName=name, startTime=now))
+    run.attempts.append(Attempt(attempt=number, podName=name, startTime=now, stepStartTime=now))
     run.nextAttemptTime = None
     run.phase = RunPhase.PENDING
     result.creates.append(PodToCreate(slot=run.scheduledTime, attempt=number, trigger=run.trigger))

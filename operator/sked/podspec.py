@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from sked import naming
+from sked.placement import apply_placement
 from sked.spec import GROUP, KIND, VERSION, ScheduledJobSpec
 
 
@@ -19,6 +20,7 @@ def build_pod(
     slot: dt.datetime,
     attempt: int,
     trigger: str | None = None,
+    step: int = 0,
 ) -> dict[str, Any]:
     """Return the Pod manifest for ``attempt`` of the run at ``slot``.
 
@@ -32,6 +34,7 @@ def build_pod(
     for container in pod_spec.get("containers", []):
         # A real kubelet then puts the tail of the output in the terminated message.
         container.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")
+    apply_placement(pod_spec, spec.placement, step=step)
     if spec.activeDeadlineSeconds is not None:
         # The operator enforces the spec's value, so the Pod carries the same one.
         pod_spec["activeDeadlineSeconds"] = spec.activeDeadlineSeconds
@@ -46,11 +49,13 @@ def build_pod(
     annotations[naming.ANNOTATION_ATTEMPT] = str(attempt)
     if trigger is not None:
         annotations[naming.ANNOTATION_RUN_NOW] = trigger
+    if step:
+        annotations[naming.ANNOTATION_PLACEMENT_STEP] = str(step)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": naming.pod_name(job_name, slot, attempt, trigger=trigger),
+            "name": naming.pod_name(job_name, slot, attempt, trigger=trigger, step=step),
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
@@ -67,3 +72,9 @@ def build_pod(
         },
         "spec": pod_spec,
     }
+
+
+def template_overrides(spec: ScheduledJobSpec) -> list[str]:
+    """Return the placement settings that the template's own values override."""
+    pod_spec = spec.template.spec.model_dump(mode="json", exclude_none=True)
+    return apply_placement(pod_spec, spec.placement)

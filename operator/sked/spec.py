@@ -187,6 +187,86 @@ class PodSpecTemplate(BaseModel):
     containers: list[Container] = Field(min_length=1, description="The Pod's containers.")
 
 
+# A Kubernetes quantity such as 500m, 2, 1.5Gi or 1e3.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)] | StrictInt
+
+
+class PlacementMode(enum.StrEnum):
+    """How strictly the listed regions and zones bind a Pod."""
+
+    REQUIRED = "Required"
+    PREFERRED = "Preferred"
+
+
+class PlacementResources(_Model):
+    """Resource requests for the main container (the first one)."""
+
+    cpu: Quantity | None = Field(None, description="CPU request, such as 500m or 2.")
+    memory: Quantity | None = Field(None, description="Memory request, such as 512Mi or 4Gi.")
+    ephemeralStorage: Quantity | None = Field(None, description="Ephemeral storage request.")
+    gpu: StrictInt | None = Field(None, ge=0, le=64, description="GPUs, set as request and limit.")
+    gpuResource: str = Field(
+        "nvidia.com/gpu",
+        min_length=1,
+        max_length=253,
+        description="Extended resource name of the GPU; default nvidia.com/gpu.",
+    )
+
+
+class Placement(_Model):
+    """Where each Pod may run, decided by the kube-scheduler from these constraints."""
+
+    resources: PlacementResources | None = Field(
+        None, description="Requests set unless the template already sets them (the template wins)."
+    )
+    regions: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ordered topology.kubernetes.io/region values, the preferred first.",
+    )
+    zones: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Ordered topology.kubernetes.io/zone values, the preferred first.",
+    )
+    mode: PlacementMode = Field(
+        PlacementMode.REQUIRED,
+        description=(
+            "Required (default): only the listed places; Preferred: the listed places first, "
+            "by weight in list order, anything else allowed."
+        ),
+    )
+    fallbackAfterSeconds: StrictInt | None = Field(
+        None,
+        ge=1,
+        description=(
+            "With Required and several regions: pin each attempt's Pod to the first region, and "
+            "move it to the next when it stays unschedulable this long; after the last region "
+            "the attempt fails with reason Unschedulable. Unset: any listed region at once."
+        ),
+    )
+    nodeSelector: dict[str, str] = Field(
+        default_factory=dict, description="Labels a node must have, added to the template's."
+    )
+    instanceTypes: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Allowed node.kubernetes.io/instance-type values (always required).",
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Tolerations added to the template's.",
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+
+
 class PodTemplate(_Model):
     """The Pod that each attempt of a run creates."""
 
@@ -290,6 +370,9 @@ class ScheduledJobSpec(_Model):
     history: History = Field(
         default_factory=History, description="Finished runs kept.", json_schema_extra=_EMPTY
     )
+    placement: Placement | None = Field(
+        None, description="Resources and geography for each Pod; unset: the template alone."
+    )
     template: PodTemplate = Field(description="The Pod each attempt creates.")
 
     @model_validator(mode="after")
@@ -331,6 +414,15 @@ class Attempt(_StatusModel):
     exitCode: int | None = Field(None, description="Exit code of the main container.")
     reason: str | None = Field(None, description="Why the attempt ended, such as Error.")
     message: str | None = Field(None, description="Detail on how the attempt ended.")
+    node: str | None = Field(None, description="Node the Pod ran on.")
+    region: str | None = Field(None, description="topology.kubernetes.io/region of the node.")
+    zone: str | None = Field(None, description="topology.kubernetes.io/zone of the node.")
+    step: int = Field(0, description="Placement fallback step: 0 for the first region.")
+    stepStartTime: dt.datetime | None = Field(
+        None, description="When the Pod of the current fallback step was created."
+    )
+    fallbackFrom: str | None = Field(None, description="Region the attempt last fell back from.")
+    fallbackReason: str | None = Field(None, description="Why it fell back.")
 
 
 class Run(_StatusModel):
@@ -403,6 +495,7 @@ class ScheduledJobStatus(_StatusModel):
         False, description="True when missedRuns stopped counting during a long downtime."
     )
     lastMissed: MissedSlot | None = Field(None, description="The newest slot that got no run.")
+    lastRegion: str | None = Field(None, description="Region of the newest run's node.")
     lastRunNow: str | None = Field(
         None, description="The last sked.dev/run-now value that started a run."
     )
