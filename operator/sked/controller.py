@@ -669,6 +669,9 @@ class Controller:
         if status.lastSuccessfulTime is not None:
             metrics.last_success.labels(*labels).set(status.lastSuccessfulTime.timestamp())
         metrics.consecutive_failures.labels(*labels).set(status.consecutiveFailures)
+        if status.nextScheduleTime is not None and status.lastScheduleTime is not None:
+            interval = (status.nextScheduleTime - status.lastScheduleTime).total_seconds()
+            metrics.interval.labels(*labels).set(interval)
 
     def _observe_run(
         self, labels: tuple[str, str], before: ScheduledJobStatus, run: Any, *, now: dt.datetime

@@ -89,6 +89,12 @@ class Metrics:
             JOB_LABELS,
             registry=registry,
         )
+        self.interval = Gauge(
+            "sked_schedule_interval_seconds",
+            "Seconds between the last handled slot and the next one, for staleness alerts.",
+            JOB_LABELS,
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "sked_consecutive_failures",
             "Runs that failed in a row since the last success.",
