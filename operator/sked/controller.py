@@ -574,6 +574,12 @@ class Controller:
             for run in list(status.runs):
                 if run.scheduledTime != item.slot or run.trigger != item.trigger:
                     continue
+                if item.step:
+                    # A fallback Pod: keep the attempt and retry this step's create.
+                    for attempt in run.attempts:
+                        if attempt.attempt == item.attempt:
+                            attempt.stepStartTime = now
+                    continue
                 run.attempts = [a for a in run.attempts if a.attempt != item.attempt]
                 if run.attempts:
                     run.nextAttemptTime = now

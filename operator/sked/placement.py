@@ -49,7 +49,9 @@ def _apply_resources(pod_spec: dict[str, Any], placement: Placement) -> list[str
         value = getattr(resources, field)
         if value is None:
             continue
-        if name in requests:
+        # The API server copies a limit into a missing request, so a limit alone
+        # already sets it.
+        if name in requests or name in limits:
             kept.append(name)
         else:
             requests[name] = str(value)

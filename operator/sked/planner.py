@@ -312,7 +312,9 @@ def _advance_run(
         elif pod is None:
             # The create response puts new Pods in the cache at once, so a
             # missing Pod was deleted by someone else, or is still on its way.
-            seen_since = attempt.startTime or now
+            # NOTE: a Pod whose create the API server rejected is not created
+            # again; its attempt fails as PodDeleted after the grace period.
+            seen_since = attempt.stepStartTime or attempt.startTime or now
             if now - seen_since < MISSING_POD_GRACE:
                 result.wake_no_later_than(seen_since + MISSING_POD_GRACE)
             else:
