@@ -9,7 +9,7 @@ export SKED_CACHE ?= $(HOME)/.cache/sked
 
 .DEFAULT_GOAL := help
 .PHONY: help install control-plane run cluster-up cluster-down crds test test-unit \
-	test-integration lint format
+	test-integration test-chaos chart-test lint format kind-up kind-deploy e2e-kind kind-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,8 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $@
 
-control-plane: ## Build etcd, Kubernetes and kwok from Go modules into $SKED_CACHE (cached).
-	bash hack/build-control-plane.sh etcd kubernetes kwok
+control-plane: ## Build etcd, Kubernetes, kwok, helm and promtool from Go modules (cached).
+	bash hack/build-control-plane.sh etcd kubernetes kwok helm promtool toxiproxy
 
 run: install control-plane ## Run the operator: on the current cluster, or on a local one.
 	CLUSTER_DIR=$(CLUSTER_DIR) BIN=$(BIN) bash hack/run.sh
@@ -34,16 +34,32 @@ cluster-up: install control-plane ## Start the local control plane and write its
 cluster-down: ## Stop the local control plane.
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m sked.localcluster down --dir $(CLUSTER_DIR); fi
 
-crds: install ## Regenerate crds/ from the pydantic models.
+crds: install ## Regenerate crds/ (and the chart's copy) from the pydantic models.
 	$(BIN)/python -m sked.crd > crds/scheduledjobs.sked.dev.yaml
+	cp crds/scheduledjobs.sked.dev.yaml helm/sked/crds/
 
-test: lint test-unit test-integration ## Run every check CI runs.
+test: lint test-unit test-integration chart-test ## Run every check CI runs.
 
 test-unit: install ## Unit tests: no cluster, no sleeps.
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 test-integration: install control-plane ## Integration tests on a local control plane they start.
 	$(BIN)/python -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
+
+chart-test: install control-plane ## Lint and render the Helm chart, then install it locally.
+	$(BIN)/python -m pytest tests/chart -q $(PYTEST_ARGS)
+
+kind-up: ## Create a kind cluster for sked (needs Docker and kind).
+	bash hack/kind.sh up
+
+kind-deploy: ## Build the image, load it into kind and install the chart.
+	bash hack/kind.sh deploy
+
+e2e-kind: ## Run the examples on the kind cluster until a run succeeds.
+	bash hack/kind.sh e2e
+
+kind-down: ## Delete the kind cluster.
+	bash hack/kind.sh down
 
 lint: install ## ruff, the layer contract and mypy.
 	$(BIN)/ruff check operator tests

@@ -232,6 +232,7 @@ class Controller:
         self._kube = kube
         self.metrics = metrics or Metrics()
         self.primed = False
+        self.running = False
         self._clock = clock
         self._identity = identity
         self.jobs: dict[Key, JobRecord] = {}
@@ -357,6 +358,7 @@ class Controller:
 
     async def run(self) -> None:
         """Reconcile marked jobs and jobs whose wake-up time came, until cancelled."""
+        self.running = True
         while True:
             self.last_tick = time.monotonic()
             self.metrics.heap_size.set(len(self._wake))

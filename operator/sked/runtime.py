@@ -60,6 +60,8 @@ async def run_operator(
         metrics.leader.set(1)
 
     def liveness() -> str | None:
+        if not controller.running:
+            return None  # A follower runs no scheduler loop; its Lease loop keeps it honest.
         stalled = time.monotonic() - controller.last_tick
         if stalled > LOOP_STALL_SECONDS:
             return f"the scheduler loop has not run for {stalled:.0f}s"
