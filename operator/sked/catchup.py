@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from sked.schedule import ONE_SECOND, Schedule, ScheduleSet, count_slots
 from sked.spec import CatchUpPolicy, MissedReason
 
-# Under policy None a slot reached within this long after its due time (and
-# its jitter) is on time and runs; a later one counts as missed.
+# Under policy None, when the caller does not say since when the operator has
+# been watching, a slot reached within this long after its due time (and its
+# jitter) is on time and runs; a later one counts as missed.
 ON_TIME = dt.timedelta(seconds=10)
 
 
@@ -38,6 +39,13 @@ def _no_delay(_slot: dt.datetime) -> dt.timedelta:
     return dt.timedelta(0)
 
 
+def _on_time(due_at: dt.datetime, now: dt.datetime, online_since: dt.datetime | None) -> bool:
+    """Tell whether a slot fell due while the operator was watching (or just before now)."""
+    if online_since is not None:
+        return due_at >= online_since
+    return now - due_at <= ON_TIME
+
+
 def due_slots(
     schedule: Schedule | ScheduleSet,
     *,
@@ -47,11 +55,14 @@ def due_slots(
     policy: CatchUpPolicy = CatchUpPolicy.LATEST,
     max_runs: int = 10,
     delay: Callable[[dt.datetime], dt.timedelta] = _no_delay,
+    online_since: dt.datetime | None = None,
 ) -> DueSlots | None:
     """Decide the slots in (last_handled, now] under ``policy``; None when none is due.
 
     A slot is due at its time plus ``delay(slot)`` (the jitter) and late by
-    how long ago that was. Only a late slot can be missed.
+    how long ago that was. Only a late slot can be missed. ``online_since`` is
+    when the operator started watching: under None, a slot due before it fell
+    in downtime and does not run.
     """
     first = schedule.next_after(last_handled)
     if first is None or first > now:
@@ -91,7 +102,7 @@ def due_slots(
             result.missed_reason = MissedReason.CATCH_UP if inside else MissedReason.DEADLINE
         return result
 
-    on_time = policy is CatchUpPolicy.LATEST or now - (newest + delay(newest)) <= ON_TIME
+    on_time = policy is CatchUpPolicy.LATEST or _on_time(newest + delay(newest), now, online_since)
     if inside_deadline(newest) and on_time:
         result.runs = [newest]
         result.missed = total - 1

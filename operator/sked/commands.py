@@ -74,7 +74,9 @@ def _next(args: argparse.Namespace) -> int:
     path = Path(args.target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-        manifests = [doc for doc in documents if doc.get("kind") == "ScheduledJob"]
+        manifests = [
+            doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "ScheduledJob"
+        ]
         if not manifests:
             raise ValueError(f"{args.target} holds no ScheduledJob")
     else:

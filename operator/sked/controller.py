@@ -232,6 +232,7 @@ class Controller:
         self._kube = kube
         self.metrics = metrics or Metrics()
         self.primed = False
+        self.online_since: dt.datetime | None = None
         self.running = False
         self._clock = clock
         self._identity = identity
@@ -354,6 +355,7 @@ class Controller:
                 job.setdefault("apiVersion", f"{GROUP}/{VERSION}")
                 self.job_event(job, None)
         self.primed = True
+        self.online_since = self._clock()
         logger.info("loaded %d ScheduledJobs and their Pods", len(self.jobs))
 
     async def run(self) -> None:
@@ -438,6 +440,7 @@ class Controller:
             now=now,
             schedule=record.schedule,
             failing_threshold=self._failing_threshold,
+            online_since=self.online_since,
         )
         await self._perform(record, result, now=now)
 
@@ -460,17 +463,22 @@ class Controller:
     async def _check_template(self, record: JobRecord) -> None:
         """Dry-run the Pod on the API server, so errors it would reject show as InvalidSpec."""
         assert record.spec is not None
+        # Slot 0 and attempt 0 give a name no real Pod has, so the dry run
+        # cannot collide with a Pod created in the same second.
         pod = build_pod(
             namespace=record.namespace,
             job_name=record.name,
             job_uid=record.uid,
             spec=record.spec,
-            slot=self._clock(),
-            attempt=1,
+            slot=dt.datetime.fromtimestamp(0, dt.UTC),
+            attempt=0,
         )
         try:
             await self._kube.create_pod(record.namespace, pod, dry_run=True)
         except ApiException as error:
+            if error.status == 409:
+                record.checked_generation = record.generation
+                return
             if error.status not in (400, 422):
                 raise
             message = _api_message(error)
@@ -590,7 +598,16 @@ class Controller:
             if item.trigger is not None:
                 status.lastRunNow = record.status.lastRunNow
             elif item.attempt == 1:
+                # The slot is planned again, with the slots it counted as missed.
                 status.lastScheduleTime = record.status.lastScheduleTime
+                status.missedRuns = record.status.missedRuns
+                status.missedRunsIsLowerBound = record.status.missedRunsIsLowerBound
+                status.lastMissed = record.status.lastMissed
+                result.events = [
+                    event
+                    for event in result.events
+                    if event.reason not in (Reason.MISSED_SCHEDULE, Reason.CONCURRENCY_SKIPPED)
+                ]
             result.events = [
                 event
                 for event in result.events

@@ -166,6 +166,7 @@ def plan(
     now: dt.datetime,
     schedule: Schedule | ScheduleSet | None,
     failing_threshold: int = 3,
+    online_since: dt.datetime | None = None,
 ) -> Plan:
     """Return what ``job`` needs at ``now``; ``schedule`` is None when the spec is invalid.
 
@@ -185,7 +186,7 @@ def plan(
         if not run.phase.finished:
             _advance_run(job, spec, run, pods_by_name, result, now=now)
     _start_manual_run(job, spec, result, now=now)
-    _start_due_runs(job, spec, schedule, result, now=now)
+    _start_due_runs(job, spec, schedule, result, now=now, online_since=online_since)
     _record_results(status)
     _trim_history(spec, status, pods, result)
     _summarize(job, spec, schedule, result, now=now)
@@ -564,7 +565,8 @@ def _count_missed(
     explanation = {
         MissedReason.DEADLINE: "they were reached later than startingDeadlineSeconds allows",
         MissedReason.SUSPENDED: "the ScheduledJob was suspended",
-        MissedReason.CATCH_UP: "the operator was not running and only the newest slot runs",
+        MissedReason.CATCH_UP: "they fell due while no run could start and the catch-up policy "
+        "does not run them",
     }.get(reason, str(reason))
     result.events.append(
         Event(
@@ -606,6 +608,7 @@ def _start_due_runs(
     result: Plan,
     *,
     now: dt.datetime,
+    online_since: dt.datetime | None = None,
 ) -> None:
     """Start the due slots under the catch-up and concurrency policies; count what is missed."""
     status = result.status
@@ -637,6 +640,7 @@ def _start_due_runs(
         policy=spec.catchUp.policy,
         max_runs=spec.catchUp.maxRuns,
         delay=delay,
+        online_since=online_since,
     )
     if due is None:
         return
@@ -760,23 +764,27 @@ def _trim_history(
     """Drop the oldest finished runs beyond the history limits, and delete their Pods."""
     keep: list[Run] = []
     kept_succeeded = kept_failed = 0
-    dropped: set[dt.datetime] = set()
+    dropped: set[tuple[dt.datetime, str]] = set()
     for run in sorted(status.runs, key=lambda r: r.scheduledTime, reverse=True):
         if run.phase is RunPhase.SUCCEEDED:
             kept_succeeded += 1
             if kept_succeeded > spec.history.successfulRunsLimit:
-                dropped.add(run.scheduledTime)
+                dropped.add(_run_key(run))
                 continue
         elif run.phase is RunPhase.FAILED:
             kept_failed += 1
             if kept_failed > spec.history.failedRunsLimit:
-                dropped.add(run.scheduledTime)
+                dropped.add(_run_key(run))
                 continue
         keep.append(run)
     status.runs = sorted(keep, key=lambda r: r.scheduledTime)
     already = set(result.deletes)
     for pod in pods:
-        if pod.slot in dropped and not pod.deleting and pod.name not in already:
+        if (
+            (pod.slot, pod.trigger or "") in dropped
+            and not pod.deleting
+            and pod.name not in already
+        ):
             result.deletes.append(pod.name)
 
 
@@ -820,6 +828,8 @@ def _summarize(
     status.activeCount = len(active)
     if spec.suspend:
         status.nextScheduleTime = None
+        # Wake at each slot anyway, so slots missed while suspended are counted live.
+        result.wake_no_later_than(schedule.next_after(max(now, status.lastScheduleTime or now)))
     else:
         status.nextScheduleTime = schedule.next_after(max(now, status.lastScheduleTime or now))
         result.wake_no_later_than(status.nextScheduleTime)

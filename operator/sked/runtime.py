@@ -116,6 +116,7 @@ async def _lead(
     await controller.prime(namespaces or None)
     scheduler = asyncio.create_task(controller.run(), name="scheduler")
     kopf_stop = asyncio.Event()
+    kopf_ready = asyncio.Event()
     watcher = asyncio.create_task(
         kopf.operator(
             standalone=True,
@@ -124,9 +125,18 @@ async def _lead(
             settings=settings,
             memo=kopf.Memo(controller=controller),
             stop_flag=kopf_stop,
+            ready_flag=kopf_ready,
         ),
         name="kopf",
     )
+    # kopf installs SIGINT and SIGTERM handlers of its own once it runs; take them
+    # back, so a signal stops scheduling first and the Lease is released at once.
+    ready_wait = asyncio.create_task(kopf_ready.wait())
+    await asyncio.wait({ready_wait, watcher}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    ready_wait.cancel()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     stopping = asyncio.create_task(stop.wait(), name="signal")
     tasks = {scheduler, watcher, stopping}
     if elector is not None:
@@ -145,14 +155,16 @@ async def _lead(
             logger.error("%s stopped with an error", task.get_name(), exc_info=error)
             code = 1
     logger.info("sked stopping")
-    kopf_stop.set()
     for task in tasks - {watcher}:
         task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(watcher, 10)
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(tasks - {watcher}), return_exceptions=True)
     await controller.stop()
+    # Nothing schedules any more, so the Lease can go to a follower before the
+    # watches finish closing.
     if elector is not None and code == 0:
         await elector.release()
+    kopf_stop.set()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(watcher, 10)
     logger.info("sked stopped")
     return code

@@ -123,7 +123,9 @@ def jobs(operator: OperatorProcess, api_client: client.ApiClient) -> Iterator[Jo
         operator.start()
 
 
-def pytest_exception_interact(node: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+def pytest_exception_interact(
+    node: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> None:
     process = node.session.stash.get(_OPERATOR_KEY, None)
     if process is not None:
         report.sections.append(("operator log", process.log_tail()))

@@ -60,6 +60,8 @@ class OperatorProcess:
             PYTHONUNBUFFERED="1",
             POD_NAME=self.identity,
         )
+        # Each start appends to the same log; count only what this start writes.
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -77,7 +79,9 @@ class OperatorProcess:
         )
         log.close()
         wait_until(
-            lambda: "loaded" in self.log_path.read_text(errors="replace") or self._exited(),
+            lambda: (
+                "loaded" in self.log_path.read_text(errors="replace")[offset:] or self._exited()
+            ),
             timeout=30,
             message="the operator to load its ScheduledJobs",
         )

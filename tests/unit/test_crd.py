@@ -111,7 +111,9 @@ def test_printer_columns(version):
 
 
 def test_wide_output_shows_last_region(version):
-    wide = [(c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"] if c["priority"]]
+    wide = [
+        (c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"] if c["priority"]
+    ]
 
     assert wide == [("Last Region", ".status.lastRegion")]
 
