@@ -529,8 +529,11 @@ class Controller:
     async def _perform(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
         if result.creates or result.deletes:
             await self._apply_pods(record, result, now=now)
+        # Kept before the write: the watch may deliver the written status
+        # before the write returns, and the metrics compare against the old one.
+        before = record.status
         patch = status_patch(result.status)
-        if patch != status_patch(record.status):
+        if patch != status_patch(before):
             try:
                 response = await self._kube.patch_job_status(
                     record.namespace,
@@ -554,7 +557,7 @@ class Controller:
                 fresh = await self._kube.get_job(record.namespace, record.name)
                 self.job_event(fresh, "MODIFIED")
                 return
-            self._observe(record, record.status, result, now=now)
+            self._observe(record, before, result, now=now)
             record.status = result.status
             record.resource_version = str(response["metadata"]["resourceVersion"])
         for event in result.events:

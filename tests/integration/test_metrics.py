@@ -154,6 +154,20 @@ def test_failing_condition_after_three_failures(jobs: Jobs) -> None:
     failed = [run for run in jobs.status("flaky")["runs"] if run["phase"] == "Failed"]
     assert len(failed) >= 3
 
-    jobs.patch_spec("flaky", {"template": pod_template({"kwok.sked.dev/succeed-after": "1s"})})
+    # A JSON patch that removes the annotation making Pods fail; the client
+    # drops the null a merge patch would need for that.
+    annotations = "/spec/template/metadata/annotations"
+    jobs.custom.patch_namespaced_custom_object(
+        "sked.dev",
+        "v1alpha1",
+        jobs.namespace,
+        "scheduledjobs",
+        "flaky",
+        [
+            {"op": "remove", "path": f"{annotations}/kwok.sked.dev~1fail-after"},
+            {"op": "add", "path": f"{annotations}/kwok.sked.dev~1succeed-after", "value": "1s"},
+        ],
+        _content_type="application/json-patch+json",
+    )
     wait_until(lambda: failing_is("False"), timeout=40, message="Failing False after a success")
     assert jobs.status("flaky")["consecutiveFailures"] == 0
