@@ -78,7 +78,7 @@ def _next(args: argparse.Namespace) -> int:
             doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "ScheduledJob"
         ]
         if not manifests:
-            raise ValueError(f"{args.target} holds no ScheduledJob")
+            raise ValueError(f"no ScheduledJob found in {args.target}")
     else:
         manifests = [asyncio.run(_load_from_cluster(args.target, args.namespace))]
     for manifest in manifests:

@@ -381,7 +381,7 @@ class Controller:
             if self._heap:
                 # A millisecond late rather than early, so the slot is due when planned.
                 timeout = max(0.0, self._heap[0][0] - time.time()) + 0.001
-            # Wake at least every few seconds so liveness sees the loop turning.
+            # Wake at least every few seconds, so the liveness check can tell the loop is turning.
             timeout = 5.0 if timeout is None else min(timeout, 5.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
@@ -580,7 +580,7 @@ class Controller:
 
         A quota, an admission webhook or missing RBAC can reject a Pod. The slot
         then stays unhandled (and is missed once past startingDeadlineSeconds),
-        the Late condition says why, and the job is looked at again in 10 s.
+        the Late condition gives the reason, and the job is looked at again in 10 s.
         """
         status = result.status
         for item, error in failures:

@@ -74,7 +74,7 @@ class Reason(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PodView:
-    """What the planner needs of one Pod."""
+    """The fields of one Pod that the planner reads."""
 
     name: str
     slot: dt.datetime
@@ -100,7 +100,7 @@ class PodView:
 
 @dataclass(frozen=True)
 class JobView:
-    """What the planner needs of one ScheduledJob."""
+    """The fields of one ScheduledJob that the planner reads."""
 
     namespace: str
     name: str

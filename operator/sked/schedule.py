@@ -4,7 +4,7 @@ Every function takes the instant to start from as an argument and never reads
 the clock, so the rules are tested with tables and no sleeps.
 
 Slots are computed on the local wall clock (croniter over datetimes that carry
-UTC only as a label, so its arithmetic sees no transitions) and then mapped to
+UTC only as a label, so its arithmetic meets no transitions) and then mapped to
 real instants one offset segment at a time. A segment is a stretch of time
 between two offset changes of the zone. Where two segments meet:
 
@@ -83,14 +83,14 @@ _ZONE_PREFIX = re.compile(r"^\s*(CRON_TZ|TZ)=", re.IGNORECASE)
 
 
 class RepeatedTime(enum.StrEnum):
-    """What a fixed-time slot does when clocks go back and its wall time occurs twice."""
+    """The rule for a fixed-time slot whose wall time occurs twice when clocks go back."""
 
     ONCE = "Once"
     TWICE = "Twice"
 
 
 class SkippedTime(enum.StrEnum):
-    """What a fixed-time slot does when clocks jump forward over its wall time."""
+    """The rule for a fixed-time slot whose wall time clocks skip when they jump forward."""
 
     SHIFT = "Shift"
     SKIP = "Skip"
@@ -422,7 +422,7 @@ def _values(part: list[int | str], size: int) -> list[int]:
 
 @dataclass(frozen=True)
 class MissedSlots:
-    """What happened to the slots between the last handled one and now."""
+    """The outcome for the slots between the last handled one and now."""
 
     run: dt.datetime | None
     """The slot to start now, or None."""
