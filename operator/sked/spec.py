@@ -130,7 +130,7 @@ class CatchUp(_Model):
         ),
     )
     maxRuns: StrictInt = Field(
-        10, ge=1, le=1000, description="With policy All, the most missed slots that run."
+        10, ge=1, le=1000, description="With policy All, the most slots that run; default 10."
     )
 
 
