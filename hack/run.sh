@@ -4,6 +4,8 @@
 # this script starts and stops.
 set -euo pipefail
 : "${BIN:=.venv/bin}" "${CLUSTER_DIR:=.local/cluster}"
+# On a workstation the metrics and probe endpoints stay on loopback.
+export SKED_METRICS_HOST="${SKED_METRICS_HOST:-127.0.0.1}"
 
 if [[ "${SKED_LOCAL:-0}" != 1 ]] && kubectl version --request-timeout=5s >/dev/null 2>&1; then
   echo "Using the cluster of kubeconfig context '$(kubectl config current-context)'."
