@@ -46,6 +46,9 @@ test-unit: install ## Unit tests: no cluster, no sleeps.
 test-integration: install control-plane ## Integration tests on a local control plane they start.
 	$(BIN)/python -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 
+test-chaos: install control-plane ## The long failover test under injected faults (about 6 minutes).
+	$(BIN)/python -m pytest tests/integration/test_failover.py -q -m chaos -s $(PYTEST_ARGS)
+
 chart-test: install control-plane ## Lint and render the Helm chart, then install it locally.
 	$(BIN)/python -m pytest tests/chart -q $(PYTEST_ARGS)
 

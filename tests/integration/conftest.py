@@ -117,6 +117,11 @@ def operator(
 @pytest.fixture
 def jobs(operator: OperatorProcess, api_client: client.ApiClient) -> Iterator[Jobs]:
     """ScheduledJob helpers bound to a fresh namespace; the operator is running."""
+    # An earlier test may have restarted the control plane and cost the
+    # operator its Lease, so it exited; start it again first.
+    if operator.process is None or operator.process.poll() is not None:
+        operator.process = None
+        operator.start()
     with namespace(api_client) as name:
         yield Jobs(api_client, name)
     if operator.process is None or operator.process.poll() is not None:
