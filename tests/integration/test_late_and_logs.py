@@ -78,7 +78,12 @@ def test_late_while_api_server_rejects_pods(jobs: Jobs, api_client: client.ApiCl
         condition = wait_until(lambda: late_is("True"), timeout=30, message="Late True")
         assert condition["reason"] == "PodCreateFailed"
         assert "Pods are blocked here" in condition["message"]
-        assert "PodCreateFailed" in jobs.event_reasons("blocked")
+        # Events are posted after the status write, so they may trail it.
+        wait_until(
+            lambda: "PodCreateFailed" in jobs.event_reasons("blocked"),
+            timeout=10,
+            message="a PodCreateFailed Event",
+        )
         blocked_runs = len(jobs.status("blocked")["runs"])
     finally:
         unblock_pods(api_client, jobs.namespace)
