@@ -9,7 +9,7 @@ export SKED_CACHE ?= $(HOME)/.cache/sked
 
 .DEFAULT_GOAL := help
 .PHONY: help install control-plane run cluster-up cluster-down crds test test-unit \
-	test-integration test-chaos chart-test lint format kind-up kind-deploy e2e-kind kind-down
+	test-integration test-chaos chart-test bench bench-quick lint format kind-up kind-deploy e2e-kind kind-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,14 @@ test-integration: install control-plane ## Integration tests on a local control 
 
 test-chaos: install control-plane ## The long failover test under injected faults (about 6 minutes).
 	$(BIN)/python -m pytest tests/integration/test_failover.py -q -m chaos -s $(PYTEST_ARGS)
+
+bench-quick: install control-plane ## Small forms of B1-B3 against the CronJob controller (minutes).
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench quick
+
+bench: install control-plane ## Every benchmark against the CronJob controller (hours); see docs/benchmarks.md.
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench all
 
 chart-test: install control-plane ## Lint and render the Helm chart, then install it locally.
 	$(BIN)/python -m pytest tests/chart -q $(PYTEST_ARGS)
