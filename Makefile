@@ -49,11 +49,11 @@ test-integration: install control-plane ## Integration tests on a local control 
 test-chaos: install control-plane ## The long failover test under injected faults (about 6 minutes).
 	$(BIN)/python -m pytest tests/integration/test_failover.py -q -m chaos -s $(PYTEST_ARGS)
 
-bench-quick: install control-plane ## Small forms of B1-B3 against the CronJob controller (minutes).
+bench-quick: install control-plane ## Small forms of B1-B3 against the CronJob controller (about 25 min).
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench quick
 
-bench: install control-plane ## Every benchmark against the CronJob controller (hours); see docs/benchmarks.md.
+bench: install control-plane ## Every benchmark against the CronJob controller (several hours).
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench all
 

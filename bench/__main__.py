@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    quick = commands.add_parser("quick", help="small forms of B1 to B3 (about 20 minutes)")
+    quick = commands.add_parser(
+        "quick", help="small forms of B1 to B3 (about 25 minutes on 2 cores)"
+    )
     full = commands.add_parser("all", help="every benchmark at full size, or those of --only")
     for command in (quick, full):
         command.add_argument(
@@ -56,22 +58,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated list such as B0,B2 (default: all)",
     )
     full.add_argument(
-        "--b0-rates", type=_sizes, default=[50, 100, 200, 400, 800, 1600], help="creates per second"
+        "--b0-rates",
+        type=_sizes,
+        default=[50, 100, 200, 400, 800, 1600],
+        help="B0 rates in creates per second (default 50,100,200,400,800,1600)",
     )
     full.add_argument("--b1-slots", type=int, default=10, help="B1 minutes measured (default 10)")
     full.add_argument(
         "--b1-jobs", type=int, default=1000, help="B1 every-minute jobs (default 1000)"
     )
     full.add_argument("--b1-idle", type=int, default=5000, help="B1 idle daily jobs (default 5000)")
-    full.add_argument("--b2-sizes", type=_sizes, default=[100, 1000, 5000], help="B2 values of K")
+    full.add_argument(
+        "--b2-sizes",
+        type=_sizes,
+        default=[100, 1000, 5000],
+        help="B2 values of K (default 100,1000,5000)",
+    )
     full.add_argument(
         "--b2-qps",
         type=float,
         default=None,
-        help="client QPS of the CronJob controllers in B2 (default: theirs, 20)",
+        help="B2 client QPS of the cronjob and job controllers (default 20, theirs)",
     )
     full.add_argument("--b3-slots", type=int, default=10, help="B3 runs per job (default 10)")
-    full.add_argument("--b4-sizes", type=_sizes, default=[1000, 10000], help="B4 object counts")
+    full.add_argument(
+        "--b4-sizes",
+        type=_sizes,
+        default=[1000, 10000],
+        help="B4 object counts (default 1000,10000)",
+    )
     full.add_argument("--b5-trials", type=int, default=10, help="B5 trials per side (default 10)")
     full.add_argument(
         "--b6-reps", type=int, default=None, help="B6 repetitions per side (default --reps)"

@@ -49,7 +49,7 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Where the API server is and how to log in, read from a kubeconfig."""
+    """The API server's URL and the client credentials, read from a kubeconfig."""
 
     server: str
     context: ssl.SSLContext

@@ -66,7 +66,7 @@ class Usage:
     """The highest share of one core used over any one sampling interval."""
     saturated_streak: int = 0
     longest_saturated_streak: int = 0
-    """The most samples in a row at or above `SATURATED_CORE_SHARE`."""
+    """The maximum number of samples in a row at or above `SATURATED_CORE_SHARE`."""
 
     @property
     def core_share(self) -> float:

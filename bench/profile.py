@@ -1,10 +1,10 @@
 """Profile sked with py-spy while K jobs fall due in the same second.
 
-``python -m bench.profile --jobs 1000`` starts a rig and sked alone, creates the jobs,
-records sked with py-spy from 2 s before the due time until every Pod exists plus 10 s,
-and prints the functions that were on the stack in most samples, by their own time and
-by their total time. py-spy must be installed in the same environment (``pip install
-py-spy``) and may need ptrace permission, which root has.
+``python -m bench.profile --jobs 1000`` starts a rig and sked alone and creates the
+jobs. It records sked with py-spy from 2 s before the due time until 10 s after every
+Pod exists, then prints the functions on the stack in most samples, by their own time
+and by their total time. py-spy must be installed in the same environment (``pip
+install py-spy``) and may need ptrace permission, which root has.
 """
 
 from __future__ import annotations

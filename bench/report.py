@@ -257,8 +257,10 @@ def render(results: dict[str, Any], *, plots: Path) -> str:
         lines += ["", f"## {name}", ""]
         if "error" in result:
             lines.append(f"failed: {result['error']}")
-        else:
-            lines += renderers[name](result, plots)
+            continue
+        if result.get("recovered"):
+            lines.append(f"Recovered: {result['recovered']}.")
+        lines += renderers[name](result, plots)
     return "\n".join(lines)
 
 

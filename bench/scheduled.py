@@ -1,11 +1,11 @@
 """One measured stretch of scheduled runs for one side, or for both sides at the same time.
 
 `measure_slots` is the shared core of B1, B2, B3 and the quick benchmark. For each side
-it creates a namespace, starts that side's controller, creates the jobs, waits for the
-measured due times (the *slots*) and then reads what happened: when the recorder first
-saw each Pod, the API requests of the side's controllers in the audit log, and the CPU
-and memory of the processes involved. Afterwards it stops the controller and deletes the
-namespace, and waits for that, so the next measurement starts on a quiet cluster.
+it creates a namespace, starts that side's controller, creates the jobs and waits for
+the measured due times (the *slots*). Then it reads when the recorder first saw each
+Pod, the API requests of the side's controllers in the audit log, and the CPU and
+memory of the processes involved. Afterwards it stops the controller, deletes the
+namespace and waits for that, so the next measurement starts on a quiet cluster.
 """
 
 from __future__ import annotations

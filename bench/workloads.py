@@ -7,9 +7,9 @@ use the host network, because kwok otherwise gives each Pod an address from its 
 
 The two templates differ only where the APIs differ: a CronJob wraps the Pod in a Job
 with ``backoffLimit`` 3, the number of retries sked's default ``retry.limit`` allows.
-Both keep the same number of successful runs (3 unless a benchmark says otherwise) and
-1 failed run, and both forbid concurrent runs: sked's defaults, which CronJob is set to
-match.
+Both keep the same number of successful runs (3 unless a benchmark sets another) and
+1 failed run, and both forbid concurrent runs. These are sked's defaults, and CronJob is
+set to match them.
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 For each side, one controller starts with no objects, then the namespace fills up to
 each size in turn with daily jobs that do not fire during the benchmark. At each size
-the controller restarts a few times (restart-to-ready: from process start to ready,
-which for sked is /readyz and for kube-controller-manager the cronjob and job
-controllers' synced caches), then settles, and its RSS and the CPU it uses while
-nothing is due are read from /proc. Settled means the controller wrote nothing to the
-API server for 5 s and 20 s more have passed. The RSS slope is the growth over the empty
-controller per 1,000 objects.
+the controller restarts a few times, and each restart-to-ready time runs from process
+start until sked's /readyz returns 200, or until kube-controller-manager's cronjob and
+job controllers have synced caches. Then the controller settles, and its RSS and the
+CPU it uses while nothing is due are read from /proc. Settled means the controller
+wrote nothing to the API server for 5 s and 20 s more have passed. The RSS slope is the
+growth over the empty controller per 1,000 objects.
 """
 
 from __future__ import annotations

@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     from sked.logs import configure_logging
 
     configure_logging(level=args.log_level.upper(), json_lines=args.log_format == "json")
+    if args.kubeconfig:
+        # The kubernetes package, which kopf may log in through, reads the
+        # variable when it is imported, so set it before the import below.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     from sked.errors import ConfigurationError
     from sked.leader import LeaseSettings
     from sked.runtime import run_operator
