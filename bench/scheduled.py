@@ -187,7 +187,7 @@ def pods_of(rig: Rig, namespace: str, slots: list[float], since: float) -> list[
         for line in lines
         if line["kind"] == "job" and line["namespace"] == namespace and line["slot"] is not None
     }
-    wanted = set(slots)
+    expected_slots = set(slots)
     pods = []
     for line in lines:
         if line["kind"] != "pod" or line["namespace"] != namespace:
@@ -197,7 +197,7 @@ def pods_of(rig: Rig, namespace: str, slots: list[float], since: float) -> list[
             slot = job_slots.get(line["owner"])
             if slot is None and line["owner"].rsplit("-", 1)[-1].isdigit():
                 slot = float(int(line["owner"].rsplit("-", 1)[-1]) * 60)
-        if slot in wanted:
+        if slot in expected_slots:
             pods.append({**line, "slot": slot, "lag": line["seen"] - slot})
     return pods
 

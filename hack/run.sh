@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: run the operator against the current kubeconfig's cluster, or,
-# when none answers (or SKED_LOCAL=1), against a local control plane that
+# when none responds (or SKED_LOCAL=1), against a local control plane that
 # this script starts and stops.
 set -euo pipefail
 : "${BIN:=.venv/bin}" "${CLUSTER_DIR:=.local/cluster}"

@@ -1,7 +1,7 @@
 """Prometheus metrics of the operator, all registered here, and the HTTP endpoint that serves them.
 
 Every name starts with ``sked_`` and ends with its unit. Per-ScheduledJob
-series carry ``namespace`` and ``scheduledjob`` labels; with
+series carry ``namespace`` and ``scheduledjob`` labels. With
 ``per_job_labels=False`` (for very large installations) both are set to the
 empty string, so the number of series stays bounded while the totals stay.
 The same server answers ``/healthz`` (liveness) and ``/readyz`` (readiness).

@@ -8,7 +8,7 @@ decision is derived from status and Pods alone, an operator that restarts
 turn a repeated create into AlreadyExists instead of a second run.
 
 The crash window: Pods are created before status is written. If the operator
-dies in between, the next plan sees the Pods, adopts them into status and
+dies in between, the next plan finds the Pods, adopts them into status and
 does not create them again.
 """
 

@@ -45,9 +45,9 @@ from sked.errors import InvalidScheduleError
 UTC = dt.UTC
 ONE_SECOND = dt.timedelta(seconds=1)
 
-# Missed slots are counted exactly only for schedules with a fixed period;
-# otherwise counting stops after this many croniter calls and the count is
-# reported as a lower bound (CronJob stops at 100 for the same reason).
+# Missed slots are counted exactly only for schedules with a fixed period.
+# Otherwise counting stops after this many croniter calls and the count is
+# reported as a lower bound, as CronJob stops at 100 for the same reason.
 MISSED_COUNT_CAP = 100
 
 # Lookups give up after crossing this many offset segments without a slot,
@@ -146,22 +146,22 @@ def _transitions(zone: ZoneInfo, year: int) -> tuple[dt.datetime, ...]:
     start = dt.datetime(year, 1, 1, tzinfo=UTC)
     found: list[dt.datetime] = []
     day = dt.timedelta(days=1)
-    here = start
-    here_offset = here.astimezone(zone).utcoffset()
-    while here.year == year:
-        there = here + day
-        there_offset = there.astimezone(zone).utcoffset()
-        if there_offset != here_offset:
-            low, high = here, there
+    day_start = start
+    day_offset = day_start.astimezone(zone).utcoffset()
+    while day_start.year == year:
+        next_day = day_start + day
+        next_offset = next_day.astimezone(zone).utcoffset()
+        if next_offset != day_offset:
+            low, high = day_start, next_day
             while high - low > ONE_SECOND:
                 middle = low + (high - low) / 2
                 middle = middle.replace(microsecond=0)
-                if middle.astimezone(zone).utcoffset() == here_offset:
+                if middle.astimezone(zone).utcoffset() == day_offset:
                     low = middle
                 else:
                     high = middle
             found.append(high)
-        here, here_offset = there, there_offset
+        day_start, day_offset = next_day, next_offset
     return tuple(found)
 
 
