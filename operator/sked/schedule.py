@@ -218,6 +218,9 @@ class Schedule:
     skipped: SkippedTime = SkippedTime.SHIFT
     counter: CroniterCounter = field(default_factory=CroniterCounter)
     hash_id: str | None = None
+    _last_next: tuple[dt.datetime, dt.datetime | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.has_seconds = len(self.expression.split()) == 6
@@ -302,7 +305,26 @@ class Schedule:
     # -- instants -----------------------------------------------------------
 
     def next_after(self, instant: dt.datetime) -> dt.datetime | None:
-        """Return the first slot strictly after ``instant``, or None if none comes."""
+        """Return the first slot strictly after ``instant``, or None if none comes.
+
+        The last answer is kept with the instant it was computed for. No slot
+        lies between the two, so every instant in that range has the same
+        answer without a croniter call. A reconcile asks for the slot after the
+        last handled one and for the slot after now, and both fall in the kept
+        range until the next slot is due.
+        """
+        cached = self._last_next
+        if (
+            cached is not None
+            and cached[0] <= instant
+            and (cached[1] is None or instant < cached[1])
+        ):
+            return cached[1]
+        found = self._next_after(instant)
+        self._last_next = (instant, found)
+        return found
+
+    def _next_after(self, instant: dt.datetime) -> dt.datetime | None:
         if not self.fires:
             return None
         instant = instant.astimezone(UTC)

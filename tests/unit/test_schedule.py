@@ -650,3 +650,40 @@ def test_fixed_period_matches_real_spacing(expression, zone, start, end):
 
     gaps = {later - earlier for earlier, later in itertools.pairwise(slots)}
     assert gaps == {period}
+
+
+# -- the kept answer of next_after --------------------------------------------------
+
+
+def test_next_after_reuses_kept_answer():
+    counter = CroniterCounter()
+    schedule = parse_schedule("0 * * * *", "UTC", counter=counter)
+
+    first = schedule.next_after(utc("2024-05-01T10:00:00Z"))
+    calls = counter.calls
+    inside = schedule.next_after(utc("2024-05-01T10:59:59Z"))
+
+    assert first == utc("2024-05-01T11:00:00Z")
+    assert inside == first
+    assert counter.calls == calls
+    assert schedule.next_after(first) == utc("2024-05-01T12:00:00Z")
+    assert counter.calls > calls
+
+
+@pytest.mark.parametrize("expression", ["30 2 * * *", "*/20 * * * *", "0 3 * * *"])
+@pytest.mark.parametrize(
+    ("zone", "around"),
+    [
+        ("Europe/Berlin", "2024-03-31T01:00Z"),
+        ("Europe/Berlin", "2024-10-27T01:00Z"),
+        ("America/New_York", "2024-11-03T06:00Z"),
+    ],
+)
+@pytest.mark.parametrize(("repeated", "skipped"), RULES)
+def test_kept_answer_matches_fresh_lookup(expression, zone, around, repeated, skipped):
+    cached = parse_schedule(expression, zone, repeated=repeated, skipped=skipped)
+    start = utc(around) - dt.timedelta(hours=3)
+    for step in range(0, 6 * 60, 7):
+        instant = start + dt.timedelta(minutes=step)
+        fresh = parse_schedule(expression, zone, repeated=repeated, skipped=skipped)
+        assert cached.next_after(instant) == fresh.next_after(instant), instant
