@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="failed runs in a row that turn the Failing condition on (default 3)",
     )
     run.add_argument(
+        "--status-batch-seconds",
+        type=float,
+        default=10.0,
+        help="longest delay of a status write that records only run progress (a Pod "
+        "created, bound or running); results are written at once; 0 writes every change "
+        "at once (default 10)",
+    )
+    run.add_argument(
+        "--success-events",
+        choices=["recovery", "all"],
+        default="recovery",
+        help="post a RunSucceeded Event for every successful run (all) or only for one that "
+        "ends a streak of failures (recovery, the default)",
+    )
+    run.add_argument(
         "--log-level",
         default=os.environ.get("SKED_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -122,10 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     from sked.errors import ConfigurationError
     from sked.leader import LeaseSettings
+    from sked.planner import SuccessEvents
     from sked.runtime import run_operator
 
     if args.failing_threshold < 1:
         print(f"sked: --failing-threshold must be at least 1 (got {args.failing_threshold})")
+        return 2
+    if args.status_batch_seconds < 0:
+        print(
+            f"sked: --status-batch-seconds must be 0 or more (got {args.status_batch_seconds})",
+            file=sys.stderr,
+        )
         return 2
     lease = None
     if args.leader_elect:
@@ -153,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_job_labels=args.per_job_labels,
                 lease=lease,
                 failing_threshold=args.failing_threshold,
+                status_batch_seconds=args.status_batch_seconds,
+                success_events=SuccessEvents(args.success_events),
             )
         )
     except KeyboardInterrupt:

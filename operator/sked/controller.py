@@ -31,7 +31,18 @@ from sked.errors import InvalidScheduleError, InvalidSpecError
 from sked.kube import KubeClient
 from sked.metrics import Metrics
 from sked.placement import REGION_LABEL, ZONE_LABEL
-from sked.planner import Event, JobView, Plan, PodToCreate, PodView, Reason, plan, status_patch
+from sked.planner import (
+    Event,
+    JobView,
+    Plan,
+    PodToCreate,
+    PodView,
+    Reason,
+    SuccessEvents,
+    needs_prompt_write,
+    plan,
+    status_patch,
+)
 from sked.podspec import build_pod, template_overrides
 from sked.schedule import Schedule, ScheduleSet, parse_schedules
 from sked.spec import GROUP, KIND, VERSION, RunPhase, ScheduledJobSpec, ScheduledJobStatus
@@ -43,6 +54,11 @@ Key = tuple[str, str]
 # Reconciles that run at once; more wait. Bounds memory and API bursts when
 # thousands of slots fall due in the same second.
 MAX_CONCURRENT_RECONCILES = 64
+
+# Run progress (a Pod created, bound or running) reaches status at most this
+# late, so a run that ends sooner costs one status write instead of three.
+# Results, failures, missed slots and condition changes are written at once.
+DEFAULT_STATUS_BATCH_SECONDS = 10.0
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -59,9 +75,25 @@ def _pydantic_message(error: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
-@dataclasses.dataclass
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def normalized_status(body_status: dict[str, Any] | None) -> str:
+    """Return a status as read from the API server in the form ``status_json`` compares."""
+    return ScheduledJobStatus.model_validate(body_status or {}).model_dump_json()
+
+
+@dataclasses.dataclass(slots=True)
 class JobRecord:
-    """The operator's copy of one ScheduledJob, with its parsed spec cached per generation."""
+    """The operator's copy of one ScheduledJob.
+
+    Spec and status are kept as compact JSON and parsed at each reconcile. For
+    a typical job that is about 2 KiB of text instead of 17 KiB of dicts and
+    pydantic models, and parsing both (about 30 µs) costs less than the deep
+    copy a plan makes anyway. The schedule is parsed once per generation,
+    because croniter's parser is the slow part (about 200 µs).
+    """
 
     namespace: str
     name: str
@@ -69,11 +101,14 @@ class JobRecord:
     generation: int
     created: dt.datetime
     resource_version: str
-    raw_spec: dict[str, Any]
-    status: ScheduledJobStatus
-    spec: ScheduledJobSpec | None = None
-    schedule: Schedule | ScheduleSet | None = None
+    spec_json: str
+    status_json: str
+    """The status as the API server has it, in ``normalized_status`` form."""
     run_now: str | None = None
+    pending_json: str | None = None
+    """A planned status that differs from ``status_json`` only by run progress, not yet written."""
+    pending_since: dt.datetime | None = None
+    schedule: Schedule | ScheduleSet | None = None
     spec_error: InvalidSpecError | None = None
     parsed_generation: int | None = None
     checked_generation: int | None = None
@@ -82,42 +117,77 @@ class JobRecord:
     def key(self) -> Key:
         return (self.namespace, self.name)
 
-    def parse(self) -> None:
-        """Validate the spec and schedule once per generation."""
-        if self.parsed_generation == self.generation:
-            return
-        self.parsed_generation = self.generation
-        self.spec = self.schedule = self.spec_error = None
+    def written_status(self) -> ScheduledJobStatus:
+        return ScheduledJobStatus.model_validate_json(self.status_json)
+
+    def planned_status(self) -> ScheduledJobStatus:
+        """Return the newest status this operator decided, written or not."""
+        return ScheduledJobStatus.model_validate_json(self.pending_json or self.status_json)
+
+    def parse(self) -> ScheduledJobSpec | None:
+        """Return the spec, or None if it is invalid.
+
+        The schedule is parsed once per generation, the spec at every call.
+        """
+        if self.parsed_generation != self.generation:
+            self.parsed_generation = self.generation
+            self.schedule = self.spec_error = None
+            spec = self._validate_spec()
+            if spec is None:
+                return None
+            try:
+                self.schedule = parse_schedules(
+                    spec.expressions,
+                    spec.timeZone,
+                    repeated=spec.daylightSaving.repeatedTime,
+                    skipped=spec.daylightSaving.skippedTime,
+                    hash_id=f"{self.namespace}/{self.name}",
+                )
+            except InvalidScheduleError as error:
+                self.spec_error = error
+                return None
+            return spec
+        if self.spec_error is not None or self.schedule is None:
+            return None
+        return self._validate_spec()
+
+    def _validate_spec(self) -> ScheduledJobSpec | None:
         try:
-            spec = ScheduledJobSpec.model_validate(self.raw_spec)
+            return ScheduledJobSpec.model_validate_json(self.spec_json)
         except pydantic.ValidationError as error:
             self.spec_error = InvalidSpecError(_pydantic_message(error))
-            return
-        try:
-            self.schedule = parse_schedules(
-                spec.expressions,
-                spec.timeZone,
-                repeated=spec.daylightSaving.repeatedTime,
-                skipped=spec.daylightSaving.skippedTime,
-                hash_id=f"{self.namespace}/{self.name}",
-            )
-        except InvalidScheduleError as error:
-            self.spec_error = error
-            return
-        self.spec = spec
+            return None
 
-    def view(self) -> JobView:
+    def reject_template(self, error: InvalidSpecError) -> None:
+        """Mark the spec invalid for this generation because the API server rejects its Pods."""
+        self.spec_error = error
+        self.schedule = None
+
+    def view(self, spec: ScheduledJobSpec | None, status: ScheduledJobStatus) -> JobView:
         return JobView(
             namespace=self.namespace,
             name=self.name,
             uid=self.uid,
             generation=self.generation,
             created=self.created,
-            spec=self.spec,
-            status=self.status,
+            spec=spec,
+            status=status,
             spec_error=self.spec_error,
             run_now=self.run_now,
         )
+
+
+def _template_checked(status_json: str, generation: int) -> bool:
+    """Tell whether a status shows that a leader already dry-ran this generation's template.
+
+    The operator writes observedGeneration only after the dry run passed or
+    after it recorded InvalidSpec. A template found invalid is checked again,
+    so this replica has the API server's message too.
+    """
+    status = ScheduledJobStatus.model_validate_json(status_json)
+    if status.observedGeneration != generation:
+        return False
+    return not any(c.type == "InvalidSpec" and c.status == "True" for c in status.conditions)
 
 
 def _newer(incoming: str, current: str) -> bool:
@@ -227,8 +297,12 @@ class Controller:
         identity: str = "sked",
         metrics: Metrics | None = None,
         failing_threshold: int = 3,
+        status_batch_seconds: float = DEFAULT_STATUS_BATCH_SECONDS,
+        success_events: SuccessEvents = SuccessEvents.RECOVERY,
     ) -> None:
         self._failing_threshold = failing_threshold
+        self._status_batch = dt.timedelta(seconds=status_batch_seconds)
+        self._success_events = success_events
         self._kube = kube
         self.metrics = metrics or Metrics()
         self.primed = False
@@ -270,15 +344,25 @@ class Controller:
             return
         uid = str(metadata.get("uid"))
         resource_version = str(metadata.get("resourceVersion", ""))
+        generation = int(metadata.get("generation", 1))
+        run_now = (metadata.get("annotations") or {}).get(naming.ANNOTATION_RUN_NOW)
+        spec_json = _compact_json(body.get("spec") or {})
+        status_json = normalized_status(body.get("status"))
         record = self.jobs.get(key)
         if record is not None and record.uid == uid:
             if not _newer(resource_version, record.resource_version):
                 return  # An older copy than the status this operator just wrote.
-            record.generation = int(metadata.get("generation", 1))
-            record.run_now = (metadata.get("annotations") or {}).get(naming.ANNOTATION_RUN_NOW)
-            record.raw_spec = body.get("spec") or {}
+            record.generation = generation
+            record.run_now = run_now
+            record.spec_json = spec_json
             record.resource_version = resource_version
-            record.status = ScheduledJobStatus.model_validate(body.get("status") or {})
+            if status_json != record.status_json:
+                if status_json != record.pending_json:
+                    # Another writer changed status: plan again from its version.
+                    record.pending_json = record.pending_since = None
+                record.status_json = status_json
+            if status_json == record.pending_json:
+                record.pending_json = record.pending_since = None
         else:
             if record is not None:
                 self._keys_by_uid.pop(record.uid, None)
@@ -286,13 +370,15 @@ class Controller:
                 namespace=key[0],
                 name=key[1],
                 uid=uid,
-                generation=int(metadata.get("generation", 1)),
+                generation=generation,
                 created=parse_time(metadata.get("creationTimestamp")) or self._clock(),
                 resource_version=resource_version,
-                raw_spec=body.get("spec") or {},
-                status=ScheduledJobStatus.model_validate(body.get("status") or {}),
-                run_now=(metadata.get("annotations") or {}).get(naming.ANNOTATION_RUN_NOW),
+                spec_json=spec_json,
+                status_json=status_json,
+                run_now=run_now,
             )
+            if _template_checked(status_json, generation):
+                record.checked_generation = generation
             self.jobs[key] = record
             self._keys_by_uid[uid] = key
         self.mark(key)
@@ -349,10 +435,9 @@ class Controller:
         """
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         for namespace in scopes:
-            for pod in await self._kube.list_pods(naming.LABEL_SCHEDULEDJOB, namespace):
+            async for pod in self._kube.list_pods(naming.LABEL_SCHEDULEDJOB, namespace):
                 self.pod_event(pod, None)
-            for job in await self._kube.list_jobs(namespace):
-                job.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+            async for job in self._kube.list_jobs(namespace):
                 self.job_event(job, None)
         self.primed = True
         self.online_since = self._clock()
@@ -429,20 +514,22 @@ class Controller:
         record = self.jobs.get(key)
         if record is None:
             return
-        record.parse()
-        if record.spec is not None and record.checked_generation != record.generation:
-            await self._check_template(record)
+        spec = record.parse()
+        if spec is not None and record.checked_generation != record.generation:
+            spec = await self._check_template(record, spec)
         now = self._clock()
         pods = [await self._with_node(pod) for pod in self.pods.get(record.uid, {}).values()]
+        before = record.planned_status()
         result = plan(
-            record.view(),
+            record.view(spec, before),
             pods,
             now=now,
             schedule=record.schedule,
             failing_threshold=self._failing_threshold,
             online_since=self.online_since,
+            success_events=self._success_events,
         )
-        await self._perform(record, result, now=now)
+        await self._perform(record, spec, before, result, now=now)
 
     async def _with_node(self, pod: PodView) -> PodView:
         """Add the region and zone of the Pod's node, read once per node and cached."""
@@ -460,16 +547,20 @@ class Controller:
         region, zone = self._nodes[pod.node]
         return dataclasses.replace(pod, region=region, zone=zone)
 
-    async def _check_template(self, record: JobRecord) -> None:
-        """Dry-run the Pod on the API server, so errors it would reject show as InvalidSpec."""
-        assert record.spec is not None
+    async def _check_template(
+        self, record: JobRecord, spec: ScheduledJobSpec
+    ) -> ScheduledJobSpec | None:
+        """Dry-run the Pod on the API server, so errors it would reject show as InvalidSpec.
+
+        Returns the spec, or None when the API server rejects the template.
+        """
         # Slot 0 and attempt 0 give a name no real Pod has, so the dry run
         # cannot collide with a Pod created in the same second.
         pod = build_pod(
             namespace=record.namespace,
             job_name=record.name,
             job_uid=record.uid,
-            spec=record.spec,
+            spec=spec,
             slot=dt.datetime.fromtimestamp(0, dt.UTC),
             attempt=0,
         )
@@ -478,16 +569,19 @@ class Controller:
         except ApiException as error:
             if error.status == 409:
                 record.checked_generation = record.generation
-                return
+                return spec
             if error.status not in (400, 422):
                 raise
             message = _api_message(error)
-            record.spec_error = InvalidSpecError(
-                f"the API server rejects the Pod template: {message}; fix spec.template"
+            record.reject_template(
+                InvalidSpecError(
+                    f"the API server rejects the Pod template: {message}; fix spec.template"
+                )
             )
-            record.spec = record.schedule = None
+            record.checked_generation = record.generation
+            return None
         record.checked_generation = record.generation
-        if record.spec is not None and (kept := template_overrides(record.spec)):
+        if kept := template_overrides(spec):
             message = (
                 f"the Pod template's own {', '.join(kept)} override spec.placement; "
                 "remove them from the template to let the placement apply"
@@ -500,13 +594,22 @@ class Controller:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        return spec
 
-    async def _apply_pods(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
+    async def _apply_pods(
+        self,
+        record: JobRecord,
+        spec: ScheduledJobSpec,
+        before: ScheduledJobStatus,
+        result: Plan,
+        *,
+        now: dt.datetime,
+    ) -> None:
         """Create and delete the plan's Pods; take rejected creates back out of its status."""
         creates = result.creates
         outcomes = await asyncio.gather(
             *(
-                self._create(record, item.slot, item.attempt, item.trigger, item.step)
+                self._create(record, spec, item.slot, item.attempt, item.trigger, item.step)
                 for item in creates
             ),
             *(self._kube.delete_pod(record.namespace, name) for name in result.deletes),
@@ -521,56 +624,103 @@ class Controller:
             else:
                 raise outcome
         if failures:
-            self._undo_failed_creates(record, result, failures, now=now)
+            self._undo_failed_creates(record, before, result, failures, now=now)
         else:
             message = "the newest due slot has its Pod"
             set_late(result.status, False, message, now=now, generation=record.generation)
 
-    async def _perform(self, record: JobRecord, result: Plan, *, now: dt.datetime) -> None:
-        if result.creates or result.deletes:
-            await self._apply_pods(record, result, now=now)
-        # Kept before the write: the watch may deliver the written status
-        # before the write returns, and the metrics compare against the old one.
-        before = record.status
-        patch = status_patch(result.status)
-        if patch != status_patch(before):
-            try:
-                response = await self._kube.patch_job_status(
-                    record.namespace,
-                    record.name,
-                    patch,
-                    resource_version=record.resource_version,
-                )
-            except ApiException as error:
-                if error.status == 404:
-                    return  # Deleted meanwhile; its DELETED event cleans up.
-                if error.status != 409:
-                    raise
-                # Someone wrote newer data: plan again from the fresh object,
-                # never overwrite it. The Pods created above are found again
-                # by name, so nothing runs twice.
-                logger.warning(
-                    "status of %s/%s changed meanwhile; planning again",
-                    record.namespace,
-                    record.name,
-                )
-                fresh = await self._kube.get_job(record.namespace, record.name)
-                self.job_event(fresh, "MODIFIED")
-                return
+    async def _perform(
+        self,
+        record: JobRecord,
+        spec: ScheduledJobSpec | None,
+        before: ScheduledJobStatus,
+        result: Plan,
+        *,
+        now: dt.datetime,
+    ) -> None:
+        """Carry out a plan: Pods, metrics, Events and the status write, now or batched."""
+        if spec is not None and (result.creates or result.deletes):
+            await self._apply_pods(record, spec, before, result, now=now)
+        planned = result.status.model_dump_json()
+        if planned != (record.pending_json or record.status_json):
             self._observe(record, before, result, now=now)
-            record.status = result.status
-            record.resource_version = str(response["metadata"]["resourceVersion"])
         for event in result.events:
             self._log_event(record, event)
         if result.events:
             task = asyncio.create_task(self._post_events(record, result.events, now=now))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+        if planned == record.status_json:
+            record.pending_json = record.pending_since = None
+        else:
+            # Kept before the write, so a failed write is retried from it and the
+            # metrics above are not counted twice.
+            record.pending_json = planned
+            record.pending_since = record.pending_since or now
+            flush_at = record.pending_since + self._status_batch
+            prompt = needs_prompt_write(record.written_status(), result.status, result.events)
+            if prompt or now >= flush_at:
+                if not await self._write_status(record, result.status, planned):
+                    return
+            else:
+                result.wake_no_later_than(flush_at)
         self._schedule(record.key, result.wake_at)
+
+    async def _write_status(
+        self, record: JobRecord, status: ScheduledJobStatus, planned: str
+    ) -> bool:
+        """Write ``status``; return False when the job is gone or must be planned again."""
+        try:
+            response = await self._kube.patch_job_status(
+                record.namespace,
+                record.name,
+                status_patch(status),
+                resource_version=record.resource_version,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False  # Deleted meanwhile; its DELETED event cleans up.
+            if error.status != 409:
+                raise
+            # The object changed since it was read. Read it again: if only its
+            # spec or metadata changed, the planned status is kept and written on
+            # the next pass; if another writer changed status, planning starts
+            # again from that. The Pods created above are found again by name,
+            # so nothing runs twice.
+            logger.warning("%s/%s changed meanwhile; planning again", record.namespace, record.name)
+            fresh = await self._kube.get_job(record.namespace, record.name)
+            self.job_event(fresh, "MODIFIED")
+            return False
+        record.status_json = planned
+        record.pending_json = record.pending_since = None
+        record.resource_version = str(response["metadata"]["resourceVersion"])
+        return True
+
+    async def flush(self) -> None:
+        """Write every batched status now, before a graceful stop hands over the Lease."""
+        records = [record for record in self.jobs.values() if record.pending_json]
+        for record in records:
+            pending = record.pending_json
+            if pending is None:
+                continue
+            status = ScheduledJobStatus.model_validate_json(pending)
+            try:
+                await self._write_status(record, status, pending)
+            except (ApiException, TimeoutError, OSError) as error:
+                logger.warning(
+                    "writing the batched status of %s/%s before stopping failed: %s",
+                    record.namespace,
+                    record.name,
+                    error,
+                )
+        if records:
+            logger.info("wrote %d batched statuses before stopping", len(records))
 
     def _undo_failed_creates(
         self,
         record: JobRecord,
+        before: ScheduledJobStatus,
         result: Plan,
         failures: list[tuple[PodToCreate, ApiException]],
         *,
@@ -599,13 +749,13 @@ class Controller:
                 else:
                     status.runs.remove(run)
             if item.trigger is not None:
-                status.lastRunNow = record.status.lastRunNow
+                status.lastRunNow = before.lastRunNow
             elif item.attempt == 1:
                 # The slot is planned again, with the slots it counted as missed.
-                status.lastScheduleTime = record.status.lastScheduleTime
-                status.missedRuns = record.status.missedRuns
-                status.missedRunsIsLowerBound = record.status.missedRunsIsLowerBound
-                status.lastMissed = record.status.lastMissed
+                status.lastScheduleTime = before.lastScheduleTime
+                status.missedRuns = before.missedRuns
+                status.missedRunsIsLowerBound = before.missedRunsIsLowerBound
+                status.lastMissed = before.lastMissed
                 result.events = [
                     event
                     for event in result.events
@@ -639,14 +789,19 @@ class Controller:
         result.wake_at = now + dt.timedelta(seconds=10)
 
     async def _create(
-        self, record: JobRecord, slot: dt.datetime, attempt: int, trigger: str | None, step: int
+        self,
+        record: JobRecord,
+        spec: ScheduledJobSpec,
+        slot: dt.datetime,
+        attempt: int,
+        trigger: str | None,
+        step: int,
     ) -> None:
-        assert record.spec is not None
         pod = build_pod(
             namespace=record.namespace,
             job_name=record.name,
             job_uid=record.uid,
-            spec=record.spec,
+            spec=spec,
             slot=slot,
             attempt=attempt,
             trigger=trigger,
@@ -668,9 +823,11 @@ class Controller:
                 pod["metadata"]["name"],
             )
             return
+        labels = self.metrics.job(record.namespace, record.name)
+        if step == 0:
+            self.metrics.attempts_started.labels(*labels).inc()
         if attempt == 1 and trigger is None and step == 0:
             lag = (self._clock() - slot).total_seconds()
-            labels = self.metrics.job(record.namespace, record.name)
             self.metrics.lag_created.labels(*labels).observe(max(lag, 0.0))
         view = pod_view(created)
         if view is not None:
@@ -684,9 +841,7 @@ class Controller:
         labels = metrics.job(record.namespace, record.name)
         status = result.status
         for event in result.events:
-            if event.reason is Reason.POD_CREATED:
-                metrics.attempts_started.labels(*labels).inc()
-            elif event.reason in (Reason.MISSED_SCHEDULE, Reason.CONCURRENCY_SKIPPED):
+            if event.reason in (Reason.MISSED_SCHEDULE, Reason.CONCURRENCY_SKIPPED):
                 reason = event.missed_reason.value if event.missed_reason else "unknown"
                 metrics.missed_slots.labels(*labels, reason).inc(event.count)
         for run in status.runs:

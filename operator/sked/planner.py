@@ -22,7 +22,7 @@ from typing import Any
 from sked import naming
 from sked.backoff import retry_delay
 from sked.catchup import DueSlots, due_slots
-from sked.conditions import condition_is, set_condition, set_failing
+from sked.conditions import condition_is, set_condition, set_failing, set_late
 from sked.errors import InvalidSpecError
 from sked.placement import fallback_steps, pinned_region
 from sked.schedule import Schedule, ScheduleSet, jitter
@@ -70,6 +70,19 @@ class Reason(enum.StrEnum):
     SCHEDULED = "Scheduled"
     SUSPENDED = "Suspended"
     VALID = "Valid"
+
+
+class SuccessEvents(enum.StrEnum):
+    """The successful runs that get a RunSucceeded Event (every run gets a PodCreated one)."""
+
+    RECOVERY = "recovery"
+    """Only a success that ends a streak of failed runs."""
+    ALL = "all"
+    """Every successful run."""
+
+
+# Events that report the progress of a run and need no prompt status write.
+PROGRESS_REASONS = frozenset({Reason.POD_CREATED, Reason.PLACED})
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,7 @@ def plan(
     schedule: Schedule | ScheduleSet | None,
     failing_threshold: int = 3,
     online_since: dt.datetime | None = None,
+    success_events: SuccessEvents = SuccessEvents.RECOVERY,
 ) -> Plan:
     """Return what ``job`` needs at ``now``; ``schedule`` is None when the spec is invalid.
 
@@ -184,7 +198,7 @@ def plan(
     _adopt_pods(status, pods, result, run_now=job.run_now)
     for run in status.runs:
         if not run.phase.finished:
-            _advance_run(job, spec, run, pods_by_name, result, now=now)
+            _advance_run(job, spec, run, pods_by_name, result, now=now, events=success_events)
     _start_manual_run(job, spec, result, now=now)
     _start_due_runs(job, spec, schedule, result, now=now, online_since=online_since)
     _record_results(status)
@@ -295,6 +309,7 @@ def _advance_run(
     result: Plan,
     *,
     now: dt.datetime,
+    events: SuccessEvents = SuccessEvents.RECOVERY,
 ) -> None:
     """Move one unfinished run forward: follow its Pod, retry it, or finish it."""
     if not run.attempts:
@@ -308,7 +323,7 @@ def _advance_run(
     if not attempt.phase.finished:
         if pod is not None and not pod.deleting:
             _refresh_attempt(attempt, pod)
-            _record_node(run, attempt, pod, result)
+            _record_node(spec, run, attempt, pod, result)
             _fall_back(job, spec, run, attempt, pod, result, now=now)
         elif pod is None:
             # The create response puts new Pods in the cache at once, so a
@@ -357,18 +372,7 @@ def _advance_run(
             result.wake_no_later_than(deadline)
 
     if attempt.phase is RunPhase.SUCCEEDED:
-        run.phase = RunPhase.SUCCEEDED
-        run.finishTime = attempt.finishTime or now
-        run.nextAttemptTime = None
-        result.status.consecutiveFailures = 0
-        result.events.append(
-            Event(
-                Reason.RUN_SUCCEEDED,
-                f"run of {_format(run.scheduledTime)} succeeded on attempt {attempt.attempt}",
-                slot=run.scheduledTime,
-                attempt=attempt.attempt,
-            )
-        )
+        _succeed(run, attempt, result, now=now, events=events)
         return
     if attempt.phase is RunPhase.FAILED:
         _after_failed_attempt(job, spec, run, attempt, result, now=now)
@@ -376,13 +380,40 @@ def _advance_run(
     run.phase = RunPhase.RUNNING if attempt.phase is RunPhase.RUNNING else RunPhase.PENDING
 
 
-def _record_node(run: Run, attempt: Attempt, pod: PodView, result: Plan) -> None:
-    """Record where the attempt's Pod runs, with one Placed event when it is bound."""
+def _succeed(
+    run: Run, attempt: Attempt, result: Plan, *, now: dt.datetime, events: SuccessEvents
+) -> None:
+    """End a run whose last attempt succeeded; post RunSucceeded if ``events`` selects it."""
+    run.phase = RunPhase.SUCCEEDED
+    run.finishTime = attempt.finishTime or now
+    run.nextAttemptTime = None
+    failed_before = result.status.consecutiveFailures
+    result.status.consecutiveFailures = 0
+    if not failed_before and events is not SuccessEvents.ALL:
+        return
+    message = f"run of {_format(run.scheduledTime)} succeeded on attempt {attempt.attempt}"
+    if failed_before:
+        message += f" after {failed_before} failed run(s) in a row"
+    result.events.append(
+        Event(Reason.RUN_SUCCEEDED, message, slot=run.scheduledTime, attempt=attempt.attempt)
+    )
+
+
+def _record_node(
+    spec: ScheduledJobSpec, run: Run, attempt: Attempt, pod: PodView, result: Plan
+) -> None:
+    """Record where the attempt's Pod runs.
+
+    A job with spec.placement gets one Placed event when the Pod is bound; for
+    the others, the node in status is the record.
+    """
     if pod.node is None or attempt.node == pod.node:
         return
     attempt.node, attempt.region, attempt.zone = pod.node, pod.region, pod.zone
     if pod.region:
         result.status.lastRegion = pod.region
+    if spec.placement is None and attempt.step == 0:
+        return
     where = f"node {pod.node}"
     if pod.region or pod.zone:
         where += f" in region {pod.region or '?'}, zone {pod.zone or '?'}"
@@ -835,6 +866,11 @@ def _summarize(
         result.wake_no_later_than(status.nextScheduleTime)
     status.observedGeneration = generation
 
+    if not any(condition.type == "Late" for condition in status.conditions):
+        # Present from the first write, so the first run changes no condition.
+        set_late(
+            status, False, "no due slot is waiting for its Pod", now=now, generation=generation
+        )
     set_condition(
         status,
         "InvalidSpec",
@@ -897,6 +933,43 @@ def _summarize(
             now=now,
             generation=generation,
         )
+
+
+def needs_prompt_write(
+    written: ScheduledJobStatus, planned: ScheduledJobStatus, events: list[Event]
+) -> bool:
+    """Tell whether ``planned`` must reach the API server now rather than in a later batch.
+
+    Run progress may wait: a run started, its Pod bound or running, the next
+    due time moved on. Everything else may not: a run that ended or left
+    history, a changed condition, counted misses, a manual run, a new
+    generation, or an Event other than PodCreated and Placed.
+    """
+    if any(event.reason not in PROGRESS_REASONS for event in events):
+        return True
+    if _finished_runs(written) != _finished_runs(planned):
+        return True
+    if _condition_states(written) != _condition_states(planned):
+        return True
+    return (
+        written.missedRuns,
+        written.observedGeneration,
+        written.lastRunNow,
+        written.consecutiveFailures,
+    ) != (
+        planned.missedRuns,
+        planned.observedGeneration,
+        planned.lastRunNow,
+        planned.consecutiveFailures,
+    )
+
+
+def _finished_runs(status: ScheduledJobStatus) -> set[tuple[dt.datetime, str]]:
+    return {_run_key(run) for run in status.runs if run.phase.finished}
+
+
+def _condition_states(status: ScheduledJobStatus) -> set[tuple[str, str, str]]:
+    return {(c.type, c.status, c.reason) for c in status.conditions}
 
 
 def status_patch(status: ScheduledJobStatus) -> dict[str, Any]:

@@ -12,15 +12,20 @@ import time
 import kopf
 
 from sked import handlers
-from sked.controller import Controller
+from sked.controller import DEFAULT_STATUS_BATCH_SECONDS, Controller
 from sked.kube import KubeClient
 from sked.leader import LeaderElector, LeadershipLost, LeaseSettings
 from sked.metrics import HealthServer, Metrics
+from sked.planner import SuccessEvents
 
 logger = logging.getLogger(__name__)
 
 # The scheduler loop turns at least every 5 s; this long without a turn means it is stuck.
 LOOP_STALL_SECONDS = 60
+
+# A graceful stop waits at most this long for batched status writes; the
+# next leader adopts the Pods of any it could not write.
+FLUSH_TIMEOUT_SECONDS = 5
 
 
 async def run_operator(
@@ -33,6 +38,8 @@ async def run_operator(
     per_job_labels: bool = True,
     lease: LeaseSettings | None = None,
     failing_threshold: int = 3,
+    status_batch_seconds: float = DEFAULT_STATUS_BATCH_SECONDS,
+    success_events: SuccessEvents = SuccessEvents.RECOVERY,
 ) -> int:
     """Run until SIGINT or SIGTERM; return the process exit code.
 
@@ -49,7 +56,12 @@ async def run_operator(
         on_error=lambda verb, code: metrics.api_errors.labels(verb, code).inc(),
     )
     controller = Controller(
-        kube, identity=identity, metrics=metrics, failing_threshold=failing_threshold
+        kube,
+        identity=identity,
+        metrics=metrics,
+        failing_threshold=failing_threshold,
+        status_batch_seconds=status_batch_seconds,
+        success_events=success_events,
     )
     elector = None
     if lease is not None:
@@ -159,6 +171,11 @@ async def _lead(
         task.cancel()
     await asyncio.gather(*(tasks - {watcher}), return_exceptions=True)
     await controller.stop()
+    if code == 0:
+        # Still the leader: write the batched run progress, so the next leader
+        # reads it from status instead of adopting the Pods.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(controller.flush(), FLUSH_TIMEOUT_SECONDS)
     # Nothing schedules any more, so the Lease can go to a follower before the
     # watches finish closing.
     if elector is not None and code == 0:

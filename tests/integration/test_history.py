@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.helpers_extra import start_operator
 from tests.integration.support import Jobs, OperatorProcess, pod_template, wait_until
@@ -25,7 +26,17 @@ def pods_in_phase(jobs: Jobs, name: str, phase: str) -> list[client.V1Pod]:
     ]
 
 
-def test_history_limits_trim_runs_and_pods(jobs: Jobs) -> None:
+def succeeded_total(operator: OperatorProcess, namespace: str, name: str) -> float:
+    """Return sked_runs_finished_total for the succeeded runs of one ScheduledJob."""
+    labels = {"namespace": namespace, "scheduledjob": name, "result": "succeeded"}
+    for family in text_string_to_metric_families(operator.scrape()):
+        for sample in family.samples:
+            if sample.name == "sked_runs_finished_total" and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_history_limits_trim_runs_and_pods(jobs: Jobs, operator: OperatorProcess) -> None:
     jobs.create(
         "trimmed",
         {
@@ -36,10 +47,10 @@ def test_history_limits_trim_runs_and_pods(jobs: Jobs) -> None:
         },
     )
 
-    def succeeded_events(count: int) -> bool:
-        return jobs.event_reasons("trimmed").count("RunSucceeded") >= count
+    def succeeded_runs(count: int) -> bool:
+        return succeeded_total(operator, jobs.namespace, "trimmed") >= count
 
-    wait_until(lambda: succeeded_events(4), timeout=30, message="four succeeded runs")
+    wait_until(lambda: succeeded_runs(4), timeout=30, message="four succeeded runs")
 
     # From now on every run fails, so both limits come into play.
     jobs.patch_spec("trimmed", {"template": pod_template({"kwok.sked.dev/fail-after": "1s"})})

@@ -171,3 +171,11 @@ def test_failing_condition_after_three_failures(jobs: Jobs) -> None:
     )
     wait_until(lambda: failing_is("False"), timeout=40, message="Failing False after a success")
     assert jobs.status("flaky")["consecutiveFailures"] == 0
+    # The success that ends the streak is an Event; routine successes are not.
+    recovered = wait_until(
+        lambda: [e for e in jobs.events("flaky") if e.reason == "RunSucceeded"],
+        timeout=10,
+        message="a RunSucceeded Event",
+    )
+    assert len(recovered) == 1
+    assert "failed run(s) in a row" in recovered[0].message

@@ -89,11 +89,14 @@ def test_kill_mid_run_runs_newest_missed_slot(jobs: Jobs, operator: OperatorProc
     wait_until(first_run_finished, timeout=15, message="the first run to end Succeeded")
     assert run_for(jobs, "restarted", newest_missed) is not None
 
-    # Status and Pods name the same attempts.
-    status = jobs.status("restarted")
-    in_status = {attempt["podName"] for run in status["runs"] for attempt in run["attempts"]}
-    pods = {pod.metadata.name for pod in jobs.pods("restarted")}
-    assert pods == in_status
+    # Status and Pods name the same attempts once each run's end is written. A run
+    # that just started may be missing from status for up to the status batch delay.
+    def names_match() -> bool:
+        status = jobs.status("restarted")
+        in_status = {attempt["podName"] for run in status["runs"] for attempt in run["attempts"]}
+        return {pod.metadata.name for pod in jobs.pods("restarted")} == in_status
+
+    wait_until(names_match, timeout=15, message="status to name every Pod")
 
 
 def test_retry_wait_survives_restart(jobs: Jobs, operator: OperatorProcess) -> None:

@@ -16,7 +16,16 @@ import pytest
 
 from sked import naming
 from sked.errors import InvalidScheduleError
-from sked.planner import JobView, Plan, PodToCreate, PodView, Reason, plan
+from sked.planner import (
+    JobView,
+    Plan,
+    PodToCreate,
+    PodView,
+    Reason,
+    SuccessEvents,
+    needs_prompt_write,
+    plan,
+)
 from sked.schedule import MISSED_COUNT_CAP, parse_schedule
 from sked.spec import (
     MissedReason,
@@ -77,10 +86,22 @@ class FakeJob:
             status=self.status,
         )
 
-    def plan(self, now: dt.datetime, *, write_status: bool = True) -> Plan:
+    def plan(
+        self,
+        now: dt.datetime,
+        *,
+        write_status: bool = True,
+        success_events: SuccessEvents = SuccessEvents.RECOVERY,
+    ) -> Plan:
         """Plan at ``now`` and apply the result, losing the status unless ``write_status``."""
         schedule = parse_schedule(self.spec.schedule or "", self.spec.timeZone)
-        result = plan(self.view(), list(self.pods.values()), now=now, schedule=schedule)
+        result = plan(
+            self.view(),
+            list(self.pods.values()),
+            now=now,
+            schedule=schedule,
+            success_events=success_events,
+        )
         for create in result.creates:
             name = pod_name(create.slot, create.attempt)
             self.pods[name] = PodView(name, create.slot, create.attempt, "Pending", created=now)
@@ -167,10 +188,98 @@ def test_succeeded_pod_finishes_run():
     result = job.plan(at("11:00:41"))
 
     assert job.run_of(S11).phase is RunPhase.SUCCEEDED
-    assert reasons(result) == [Reason.RUN_SUCCEEDED]
+    assert reasons(result) == []
     assert result.status.lastSuccessfulTime == at("11:00:40")
     assert result.status.lastResult == "Succeeded"
     assert result.status.activeCount == 0
+
+
+def test_success_event_for_every_run_when_asked():
+    job = FakeJob(make_spec())
+    job.plan(S11)
+    job.succeed(S11, 1, finished=at("11:00:40"))
+
+    result = job.plan(at("11:00:41"), success_events=SuccessEvents.ALL)
+
+    assert reasons(result) == [Reason.RUN_SUCCEEDED]
+    assert "after" not in result.events[0].message
+
+
+def test_success_after_failed_runs_posts_event():
+    job = FakeJob(make_spec(retry={"limit": 0}))
+    job.plan(S11)
+    job.fail(S11, 1, finished=at("11:00:40"))
+    job.plan(at("11:00:41"))
+    job.plan(S12)
+    job.succeed(S12, 1, finished=at("12:00:40"))
+
+    result = job.plan(at("12:00:41"))
+
+    assert reasons(result) == [Reason.RUN_SUCCEEDED]
+    assert "after 1 failed run(s) in a row" in result.events[0].message
+    assert result.status.consecutiveFailures == 0
+
+
+# -- which plans write status at once -----------------------------------------------
+
+
+def test_started_run_may_wait_for_batch():
+    job = FakeJob(make_spec())
+    job.plan(at("10:30"))
+    written = job.status
+
+    result = job.plan(S11)
+
+    assert result.status.activeCount == 1
+    assert not needs_prompt_write(written, result.status, result.events)
+
+
+def test_running_pod_may_wait_for_batch():
+    job = FakeJob(make_spec())
+    job.plan(S11)
+    written = job.status
+    job.set_phase(S11, 1, "Running")
+
+    result = job.plan(at("11:00:05"))
+
+    assert job.run_of(S11).phase is RunPhase.RUNNING
+    assert not needs_prompt_write(written, result.status, result.events)
+
+
+def test_finished_run_is_written_at_once():
+    job = FakeJob(make_spec())
+    job.plan(at("10:30"))
+    written = job.status
+    job.plan(S11, write_status=False)
+    job.status = written
+    job.succeed(S11, 1, finished=at("11:00:04"))
+
+    result = job.plan(at("11:00:05"))
+
+    assert job.run_of(S11).phase is RunPhase.SUCCEEDED
+    assert needs_prompt_write(written, result.status, result.events)
+
+
+def test_missed_slot_is_written_at_once():
+    job = FakeJob(make_spec(concurrencyPolicy="Forbid"))
+    job.plan(S11)
+    written = job.status
+
+    result = job.plan(S12)
+
+    assert result.status.missedRuns == 1
+    assert needs_prompt_write(written, result.status, result.events)
+
+
+def test_condition_change_is_written_at_once():
+    job = FakeJob(make_spec(retry={"limit": 0}))
+    job.plan(at("10:30"))
+    written = job.status
+    job.spec = make_spec(retry={"limit": 0}, suspend=True)
+
+    result = job.plan(at("10:31"))
+
+    assert needs_prompt_write(written, result.status, result.events)
 
 
 def test_failed_pod_schedules_retry():
