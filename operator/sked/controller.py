@@ -468,8 +468,12 @@ class Controller:
                 timeout = max(0.0, self._heap[0][0] - time.time()) + 0.001
             # Wake at least every few seconds, so the liveness check can tell the loop is turning.
             timeout = 5.0 if timeout is None else min(timeout, 5.0)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
+            # normally when it is cancelled just as the event is set, and the
+            # loop would go on scheduling after a stop or a lost Lease.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
 
     def _start(self, key: Key) -> None:
         self._running.add(key)

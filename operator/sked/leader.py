@@ -175,13 +175,11 @@ class LeaderElector:
         """Renew the Lease every retry period; raise LeadershipLost past the renew deadline."""
         while True:
             await asyncio.sleep(self.settings.retry_period)
+            left = self._last_renew + self.settings.renew_deadline - self._monotonic()
             try:
-                renewed = await asyncio.wait_for(
-                    self.try_acquire_or_renew(),
-                    timeout=max(
-                        0.1, self._last_renew + self.settings.renew_deadline - self._monotonic()
-                    ),
-                )
+                # asyncio.timeout, not wait_for, which can swallow a cancel on Python 3.11.
+                async with asyncio.timeout(max(0.1, left)):
+                    renewed = await self.try_acquire_or_renew()
             except (ApiException, OSError, TimeoutError) as error:
                 logger.warning("renewing Lease %s failed: %s", self.settings.name, error)
                 renewed = False

@@ -27,6 +27,9 @@ LOOP_STALL_SECONDS = 60
 # next leader adopts the Pods of any it could not write.
 FLUSH_TIMEOUT_SECONDS = 5
 
+# Cancelled tasks get this long to end when the operator stops.
+STOP_TIMEOUT_SECONDS = 10
+
 
 async def run_operator(
     *,
@@ -169,13 +172,22 @@ async def _lead(
     logger.info("sked stopping")
     for task in tasks - {watcher}:
         task.cancel()
-    await asyncio.gather(*(tasks - {watcher}), return_exceptions=True)
+    _, still_running = await asyncio.wait(tasks - {watcher}, timeout=STOP_TIMEOUT_SECONDS)
+    if still_running:
+        # A task that ignores its cancel could go on creating Pods after the
+        # Lease is gone, and asyncio.run would wait for it forever. End the
+        # process instead: a stale leader must never act.
+        names = ", ".join(sorted(task.get_name() for task in still_running))
+        logger.critical("%s did not stop within %ds; exiting at once", names, STOP_TIMEOUT_SECONDS)
+        logging.shutdown()
+        os._exit(1)
     await controller.stop()
     if code == 0:
         # Still the leader: write the batched run progress, so the next leader
         # reads it from status instead of adopting the Pods.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(controller.flush(), FLUSH_TIMEOUT_SECONDS)
+            async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
+                await controller.flush()
     # Nothing schedules any more, so the Lease can go to a follower before the
     # watches finish closing.
     if elector is not None and code == 0:
