@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import socket
 import sys
@@ -143,11 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.failing_threshold < 1:
         print(f"sked: --failing-threshold must be at least 1 (got {args.failing_threshold})")
         return 2
-    if args.status_batch_seconds < 0:
+    if not 0 <= args.status_batch_seconds < math.inf:
         print(
-            f"sked: --status-batch-seconds must be 0 or more (got {args.status_batch_seconds})",
+            "sked: --status-batch-seconds must be a number of seconds, 0 or more "
+            f"(got {args.status_batch_seconds:g})",
             file=sys.stderr,
         )
+        return 2
+    if not 0 <= args.metrics_port <= 65535:
+        print(f"sked: --metrics-port must be 0 to 65535 (got {args.metrics_port})", file=sys.stderr)
         return 2
     lease = None
     if args.leader_elect:
