@@ -322,6 +322,7 @@ class Controller:
         self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_RECONCILES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._nodes: dict[str, tuple[str | None, str | None]] = {}
+        self._node_reads: dict[str, asyncio.Future[tuple[str | None, str | None]]] = {}
         self.last_tick = time.monotonic()
         self.last_watch_event = time.monotonic()
 
@@ -539,17 +540,30 @@ class Controller:
         """Add the region and zone of the Pod's node, read once per node and cached."""
         if pod.node is None:
             return pod
-        if pod.node not in self._nodes:
-            labels: dict[str, str] = {}
-            try:
-                node = await self._kube.get_node(pod.node)
-                labels = (node.get("metadata") or {}).get("labels") or {}
-            except ApiException as error:
-                # Without read access to Nodes, runs still work; they lack region and zone.
-                logger.warning("reading Node %s failed with %s", pod.node, error.status)
-            self._nodes[pod.node] = (labels.get(REGION_LABEL), labels.get(ZONE_LABEL))
-        region, zone = self._nodes[pod.node]
+        place = self._nodes.get(pod.node)
+        if place is None:
+            # Reconciles that meet a new node at the same time share one read.
+            reading = self._node_reads.get(pod.node)
+            if reading is None:
+                reading = asyncio.ensure_future(self._read_node(pod.node))
+                self._node_reads[pod.node] = reading
+            place = await asyncio.shield(reading)
+        region, zone = place
         return dataclasses.replace(pod, region=region, zone=zone)
+
+    async def _read_node(self, name: str) -> tuple[str | None, str | None]:
+        labels: dict[str, str] = {}
+        try:
+            node = await self._kube.get_node(name)
+            labels = (node.get("metadata") or {}).get("labels") or {}
+        except ApiException as error:
+            # Without read access to Nodes, runs still work; they lack region and zone.
+            logger.warning("reading Node %s failed with %s", name, error.status)
+        finally:
+            self._node_reads.pop(name, None)
+        place = (labels.get(REGION_LABEL), labels.get(ZONE_LABEL))
+        self._nodes[name] = place
+        return place
 
     async def _check_template(
         self, record: JobRecord, spec: ScheduledJobSpec

@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 from kubernetes import watch
 
-from tests.integration.support import GROUP, PLURAL, VERSION, Jobs, pod_template, wait_until
+from tests.integration.helpers_extra import start_operator
+from tests.integration.support import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Jobs,
+    OperatorProcess,
+    pod_template,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +149,18 @@ def test_long_run_writes_progress_then_end(jobs: Jobs) -> None:
     assert run_phases(progress) == ["Running"]
     assert end["activeCount"] == 0
     assert run_phases(end) == ["Succeeded"]
+
+
+def test_graceful_stop_writes_batched_status(jobs: Jobs, operator: OperatorProcess) -> None:
+    create_one_shot(jobs, "handed-over", {"kwok.sked.dev/succeed-after": "60s"})
+    wait_until(lambda: jobs.pods("handed-over"), timeout=15, message="the run's Pod")
+    assert jobs.status("handed-over").get("activeCount", 0) == 0
+
+    # SIGTERM inside the batch delay: the run's start is written before the exit.
+    operator.stop()
+    try:
+        status = jobs.status("handed-over")
+        assert status["activeCount"] == 1
+        assert run_phases(status) in (["Pending"], ["Running"])
+    finally:
+        start_operator(operator)
