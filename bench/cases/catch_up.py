@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from typing import Any
@@ -35,9 +36,8 @@ from bench.workloads import (
     manifests,
     status_patches,
 )
-from sked.controller import JobRecord, parse_time
+from sked.controller import JobRecord, normalized_status, parse_time
 from sked.planner import plan
-from sked.spec import ScheduledJobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,14 @@ def croniter_calls_per_object(items: list[dict[str, Any]], now: dt.datetime) -> 
             generation=int(metadata.get("generation", 1)),
             created=parse_time(metadata["creationTimestamp"]) or now,
             resource_version=metadata["resourceVersion"],
-            raw_spec=body["spec"],
-            status=ScheduledJobStatus.model_validate(body.get("status") or {}),
+            spec_json=json.dumps(body["spec"]),
+            status_json=normalized_status(body.get("status")),
         )
-        record.parse()
+        spec = record.parse()
         assert record.schedule is not None, record.spec_error
         counter = record.schedule.counter
         counter.calls = 0
-        plan(record.view(), [], now=now, schedule=record.schedule)
+        plan(record.view(spec, record.planned_status()), [], now=now, schedule=record.schedule)
         calls.append(counter.calls)
     return {"mean": sum(calls) / len(calls), "max": max(calls), "objects": len(calls)}
 
