@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pydantic
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -59,6 +60,13 @@ MAX_CONCURRENT_RECONCILES = 64
 # late, so a run that ends sooner costs one status write instead of three.
 # Results, failures, missed slots and condition changes are written at once.
 DEFAULT_STATUS_BATCH_SECONDS = 10.0
+# Finished Pods that history dropped wait this long (or the status delay, if
+# shorter), so jobs that fall due in the same second share one delete request.
+# A request names at most PRUNE_BATCH_SIZE Pods, and a full batch goes out at once.
+PRUNE_DELAY_SECONDS = 2.0
+PRUNE_BATCH_SIZE = 100
+# A name sent in a batched delete is not queued again for this long.
+PRUNE_RESEND_SECONDS = 30.0
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -264,6 +272,7 @@ def pod_view(body: dict[str, Any]) -> PodView | None:
         pending_message=pending_message,
         step=int(step_text) if step_text.isdigit() else 0,
         node=(body.get("spec") or {}).get("nodeName"),
+        labelled=(metadata.get("labels") or {}).get(naming.LABEL_POD) == metadata["name"],
     )
 
 
@@ -323,6 +332,13 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._nodes: dict[str, tuple[str | None, str | None]] = {}
         self._node_reads: dict[str, asyncio.Future[tuple[str | None, str | None]]] = {}
+        # Finished Pods to delete in one request per namespace: namespace -> names.
+        self._prunes: dict[str, set[str]] = {}
+        self._prune_at: float | None = None
+        # Names sent in a batched delete lately, so a reconcile that runs before the
+        # DELETED event arrives does not queue them again: (namespace, name) -> time sent.
+        self._pruned: dict[tuple[str, str], float] = {}
+        self._collection_deletes = True
         self.last_tick = time.monotonic()
         self.last_watch_event = time.monotonic()
 
@@ -462,11 +478,16 @@ class Controller:
                 self._dirty.discard(key)
                 if key in self.jobs:
                     self._start(key)
+            if self._prune_at is not None and self._prune_at <= now:
+                self._start_prunes()
             self._changed.clear()
             timeout = None
             if self._heap:
                 # A millisecond late rather than early, so the slot is due when planned.
                 timeout = max(0.0, self._heap[0][0] - time.time()) + 0.001
+            if self._prune_at is not None:
+                until_prune = max(0.0, self._prune_at - time.time())
+                timeout = until_prune if timeout is None else min(timeout, until_prune)
             # Wake at least every few seconds, so the liveness check can tell the loop is turning.
             timeout = 5.0 if timeout is None else min(timeout, 5.0)
             # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
@@ -507,6 +528,82 @@ class Controller:
             self._running.discard(key)
             if key in self._dirty:
                 self._changed.set()
+
+    # -- batched deletes of finished Pods ----------------------------------------------
+
+    def _queue_prunes(self, record: JobRecord, result: Plan) -> None:
+        """Queue the plan's finished Pods for the next batched delete.
+
+        Pods without the name label (created before sked added it) cannot be
+        selected by a batched delete, so they go into the plan's immediate deletes.
+        """
+        pods = self.pods.get(record.uid, {})
+        now = time.time()
+        queued = self._prunes.setdefault(record.namespace, set())
+        for name in result.prunes:
+            pod = pods.get(name)
+            if pod is not None and not pod.labelled:
+                result.deletes.append(name)
+            elif self._pruned.get((record.namespace, name), 0.0) < now - PRUNE_RESEND_SECONDS:
+                queued.add(name)
+        if not queued:
+            del self._prunes[record.namespace]
+            return
+        due = now + min(self._status_batch.total_seconds(), PRUNE_DELAY_SECONDS)
+        if sum(len(names) for names in self._prunes.values()) >= PRUNE_BATCH_SIZE:
+            due = now
+        if self._prune_at is None or due < self._prune_at:
+            self._prune_at = due
+            self._changed.set()
+
+    def _start_prunes(self) -> None:
+        batches, self._prunes, self._prune_at = self._prunes, {}, None
+        task = asyncio.create_task(self._prune(batches))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prune(self, batches: dict[str, set[str]]) -> None:
+        """Delete the queued Pods, one request per namespace and PRUNE_BATCH_SIZE names."""
+        now = time.time()
+        self._pruned = {
+            key: sent for key, sent in self._pruned.items() if sent >= now - PRUNE_RESEND_SECONDS
+        }
+        for namespace, names in batches.items():
+            ordered = sorted(names)
+            for start in range(0, len(ordered), PRUNE_BATCH_SIZE):
+                chunk = ordered[start : start + PRUNE_BATCH_SIZE]
+                try:
+                    await self._delete_pods(namespace, chunk)
+                except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as error:
+                    logger.warning(
+                        "deleting %d finished Pods in %s failed: %s; they are queued again "
+                        "when their ScheduledJobs are next planned",
+                        len(chunk),
+                        namespace,
+                        error,
+                    )
+                    continue
+                sent = time.time()
+                for name in chunk:
+                    self._pruned[(namespace, name)] = sent
+
+    async def _delete_pods(self, namespace: str, names: list[str]) -> None:
+        if self._collection_deletes:
+            try:
+                await self._kube.delete_pods_named(namespace, names)
+                return
+            except ApiException as error:
+                if error.status != 403:
+                    raise
+                # A Role from an older chart may lack deletecollection, so delete one by one.
+                logger.warning(
+                    "deleting Pods by label selector is forbidden (%s); deleting them one "
+                    "at a time instead. Grant deletecollection on pods to save requests.",
+                    error.reason,
+                )
+                self._collection_deletes = False
+        for name in names:
+            await self._kube.delete_pod(namespace, name)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -657,6 +754,8 @@ class Controller:
         now: dt.datetime,
     ) -> None:
         """Carry out a plan: Pods, metrics, Events and the status write, now or batched."""
+        if result.prunes:
+            self._queue_prunes(record, result)
         if spec is not None and (result.creates or result.deletes):
             await self._apply_pods(record, spec, before, result, now=now)
         planned = result.status.model_dump_json()
@@ -716,7 +815,10 @@ class Controller:
         return True
 
     async def flush(self) -> None:
-        """Write every batched status now, before a graceful stop hands over the Lease."""
+        """Write every batched status and delete queued Pods, before a graceful stop."""
+        if self._prunes:
+            batches, self._prunes, self._prune_at = self._prunes, {}, None
+            await self._prune(batches)
         records = [record for record in self.jobs.values() if record.pending_json]
         for record in records:
             pending = record.pending_json

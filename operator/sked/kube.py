@@ -26,6 +26,7 @@ import yarl
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sked import naming
 from sked.spec import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,17 @@ class KubeClient:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    async def delete_pods_named(self, namespace: str, names: list[str]) -> None:
+        """Delete the Pods of ``names`` in one request, selected by their name label."""
+        selector = f"{naming.LABEL_POD} in ({','.join(names)})"
+        await self._call(
+            "deletecollection",
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/pods",
+            body={"propagationPolicy": "Background"},
+            query=[("labelSelector", selector)],
+        )
 
     async def _list(self, path: str, query: list[tuple[str, Any]]) -> AsyncIterator[Any]:
         """Yield every item of a list, fetched in pages of LIST_PAGE_SIZE."""

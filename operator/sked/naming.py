@@ -16,6 +16,8 @@ _HASH_LENGTH = 8
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
 LABEL_SCHEDULEDJOB = "sked.dev/scheduledjob"
+# The Pod's own name, so one request can delete many Pods by label selector.
+LABEL_POD = "sked.dev/pod"
 ANNOTATION_SCHEDULED_TIME = "sked.dev/scheduled-time"
 ANNOTATION_ATTEMPT = "sked.dev/attempt"
 ANNOTATION_RUN_NOW = "sked.dev/run-now"

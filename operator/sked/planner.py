@@ -109,6 +109,8 @@ class PodView:
     node: str | None = None
     region: str | None = None
     zone: str | None = None
+    labelled: bool = False
+    """True when the Pod carries its name as a label, so a batched delete can select it."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ class Plan:
     status: ScheduledJobStatus
     creates: list[PodToCreate] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
+    """Pods to delete now: stopped, replaced or duplicate attempts."""
+    prunes: list[str] = field(default_factory=list)
+    """Finished Pods whose runs left the history, deleted later in a batched request."""
     events: list[Event] = field(default_factory=list)
     wake_at: dt.datetime | None = None
 
@@ -254,7 +259,8 @@ def _adopt_pods(
             else:
                 fresh = last is None or pod.slot > last
             if not fresh:
-                result.deletes.append(pod.name)
+                finished = pod.phase in ("Succeeded", "Failed")
+                (result.prunes if finished else result.deletes).append(pod.name)
                 continue
             run = Run(scheduledTime=pod.slot, phase=RunPhase.PENDING, trigger=pod.trigger)
             status.runs.append(run)
@@ -792,7 +798,7 @@ def _schedule_key(spec: ScheduledJobSpec) -> str:
 def _trim_history(
     spec: ScheduledJobSpec, status: ScheduledJobStatus, pods: list[PodView], result: Plan
 ) -> None:
-    """Drop the oldest finished runs beyond the history limits, and delete their Pods."""
+    """Drop the oldest finished runs beyond the history limits, and prune their Pods."""
     keep: list[Run] = []
     kept_succeeded = kept_failed = 0
     dropped: set[tuple[dt.datetime, str]] = set()
@@ -809,14 +815,15 @@ def _trim_history(
                 continue
         keep.append(run)
     status.runs = sorted(keep, key=lambda r: r.scheduledTime)
-    already = set(result.deletes)
+    already = {*result.deletes, *result.prunes}
     for pod in pods:
         if (
             (pod.slot, pod.trigger or "") in dropped
             and not pod.deleting
             and pod.name not in already
         ):
-            result.deletes.append(pod.name)
+            finished = pod.phase in ("Succeeded", "Failed")
+            (result.prunes if finished else result.deletes).append(pod.name)
 
 
 def _record_results(status: ScheduledJobStatus) -> None:

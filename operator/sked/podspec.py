@@ -42,6 +42,8 @@ def build_pod(
     metadata = copy.deepcopy(template.metadata)
     labels = dict(metadata.get("labels") or {})
     labels[naming.LABEL_SCHEDULEDJOB] = naming.label_value(job_name)
+    name = naming.pod_name(job_name, slot, attempt, trigger=trigger, step=step)
+    labels[naming.LABEL_POD] = name
     annotations = dict(metadata.get("annotations") or {})
     annotations[naming.ANNOTATION_SCHEDULED_TIME] = slot.astimezone(dt.UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -55,7 +57,7 @@ def build_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": naming.pod_name(job_name, slot, attempt, trigger=trigger, step=step),
+            "name": name,
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,

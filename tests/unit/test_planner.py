@@ -105,7 +105,7 @@ class FakeJob:
         for create in result.creates:
             name = pod_name(create.slot, create.attempt)
             self.pods[name] = PodView(name, create.slot, create.attempt, "Pending", created=now)
-        for name in result.deletes:
+        for name in (*result.deletes, *result.prunes):
             self.pods.pop(name, None)
         if write_status:
             self.status = result.status
@@ -534,7 +534,7 @@ def test_history_keeps_newest_succeeded_runs():
     for slot in (S11, S12, S13, S14):
         job.plan(slot)
         job.succeed(slot, 1, finished=slot + dt.timedelta(seconds=10))
-        deleted += job.plan(slot + dt.timedelta(seconds=10)).deletes
+        deleted += job.plan(slot + dt.timedelta(seconds=10)).prunes
 
     assert [run.scheduledTime for run in job.status.runs] == [S13, S14]
     assert deleted == [pod_name(S11), pod_name(S12)]
@@ -547,7 +547,7 @@ def test_history_keeps_newest_failed_run():
     for slot in (S11, S12):
         job.plan(slot)
         job.fail(slot, 1, finished=slot + dt.timedelta(seconds=10))
-        deleted += job.plan(slot + dt.timedelta(seconds=10)).deletes
+        deleted += job.plan(slot + dt.timedelta(seconds=10)).prunes
 
     assert [run.scheduledTime for run in job.status.runs] == [S12]
     assert deleted == [pod_name(S11)]
@@ -568,7 +568,8 @@ def test_history_dropped_run_stays_dropped():
     del job.pods[name]
     removed = job.plan(at("11:06"))
 
-    assert trimmed.deletes == [name]
+    assert trimmed.prunes == [name]
+    assert trimmed.deletes == []
     assert job.status.runs == []
     for result in (terminating, removed):
         assert result.creates == []

@@ -283,14 +283,24 @@ def test_manual_run_retry_keeps_manual_name():
     assert retried.status.runs[0].attempts[1].podName == manual_pod_name("first", 2)
 
 
-def test_stale_manual_pod_deleted():
+@pytest.mark.parametrize(
+    ("phase", "pruned"),
+    [
+        # A finished Pod waits for the batched delete.
+        pytest.param("Succeeded", True, id="finished"),
+        # A Pod that still runs is stopped at once.
+        pytest.param("Running", False, id="running"),
+    ],
+)
+def test_stale_manual_pod_deleted(phase: str, pruned: bool):
     # A Pod of an old run-now value whose run history cleanup already dropped.
-    stale = pod(manual_pod_name("old", 1), NOW - dt.timedelta(days=1), "Succeeded", trigger="old")
+    stale = pod(manual_pod_name("old", 1), NOW - dt.timedelta(days=1), phase, trigger="old")
     status = ScheduledJobStatus(lastRunNow="new")
 
     result = plan_at(job_view(status, run_now="new"), [stale])
 
-    assert result.deletes == [stale.name]
+    assert result.prunes == ([stale.name] if pruned else [])
+    assert result.deletes == ([] if pruned else [stale.name])
     assert result.creates == []
 
 
@@ -325,7 +335,7 @@ def test_history_trim_of_manual_run_spares_slot_pod():
 
     assert [run.trigger for run in result.status.runs] == [None]
     assert result.status.runs[0].phase is RunPhase.RUNNING
-    assert manual_pod_name("first", 1) in result.deletes
+    assert result.prunes == [manual_pod_name("first", 1)]
     assert scheduled_pod not in result.deletes
 
 

@@ -84,7 +84,8 @@ shared by the ClusterRole and the per-namespace Roles. Each verb is one the oper
   - scheduledjobs/finalizers update: Pods carry an ownerReference with blockOwnerDeletion to
     their ScheduledJob, which the OwnerReferencesPermissionEnforcement admission plugin
     allows only to users who may update the owner's finalizers;
-  - pods create (dry-run checks included), delete, get, list, watch;
+  - pods create (dry-run checks included), delete, deletecollection (finished Pods
+    that left the history, many in one request), get, list, watch;
   - events create: one Event per decision, on the ScheduledJob.
 */}}
 {{- define "sked.workloadRules" -}}
@@ -99,7 +100,7 @@ shared by the ClusterRole and the per-namespace Roles. Each verb is one the oper
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["create", "delete", "get", "list", "watch"]
+  verbs: ["create", "delete", "deletecollection", "get", "list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
