@@ -91,6 +91,7 @@ class Window:
         self.sked_users = sked_users
         self.namespaces = namespaces
         self.offset = path.stat().st_size if path.exists() else 0
+        self._inode = path.stat().st_ino if path.exists() else None
         self.counts = Counts()
         self.last_write_at: dict[str, float] = {}
         """The time `read` last found a write of each client."""
@@ -98,15 +99,32 @@ class Window:
 
     def read(self) -> Counts:
         """Count the complete lines appended since the last call and return the totals."""
-        with self.path.open("rb") as log:
+        now = time.time()
+        inode = self.path.stat().st_ino
+        if self._inode is not None and inode != self._inode:
+            # kube-apiserver rotated the log: finish the old file, then start the new one.
+            rotated = self._rotated()
+            if rotated is not None:
+                self._read_from(rotated, now)
+            self.offset = 0
+        self._inode = inode
+        self._read_from(self.path, now)
+        return self.counts
+
+    def _rotated(self) -> Path | None:
+        """Return the newest rotated file (``audit-<time>.log`` next to the log), if any."""
+        pattern = f"{self.path.stem}-*{self.path.suffix}"
+        candidates = sorted(self.path.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
+        return candidates[-1] if candidates else None
+
+    def _read_from(self, path: Path, now: float) -> None:
+        with path.open("rb") as log:
             log.seek(self.offset)
             data = log.read()
         end = data.rfind(b"\n") + 1  # A line still being written waits for the next call.
         self.offset += end
-        now = time.time()
         for line in data[:end].splitlines():
             self._count(line, now)
-        return self.counts
 
     def _count(self, line: bytes, now: float) -> None:
         try:

@@ -57,6 +57,8 @@ FAKE_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
 # A first start on an empty etcd takes 3 to 5 s on 2 cores. The margin covers slow CI
 # machines and the first API server start after a build, when the page cache is cold.
 DEFAULT_START_TIMEOUT_SECONDS = 120.0
+# The audit log may grow to 100 GB before kube-apiserver rotates it.
+AUDIT_LOG_MAX_MB = 100_000
 POLL_INTERVAL_SECONDS = 0.1
 
 
@@ -425,6 +427,9 @@ class LocalCluster:
             argv += [
                 f"--audit-policy-file={self.layout.audit_policy}",
                 f"--audit-log-path={self.layout.audit_log}",
+                # With the default of 0, the file is rotated at 100 MB, and a reader's byte
+                # offset would then point into a new file. Benchmarks read one file.
+                f"--audit-log-maxsize={AUDIT_LOG_MAX_MB}",
             ]
         return argv
 
