@@ -67,6 +67,10 @@ PRUNE_DELAY_SECONDS = 2.0
 PRUNE_BATCH_SIZE = 100
 # A name sent in a batched delete is not queued again for this long.
 PRUNE_RESEND_SECONDS = 30.0
+# After a failed batched delete, the first retry comes this late, and each failure in
+# a row doubles the delay up to the maximum.
+PRUNE_RETRY_SECONDS = 5.0
+PRUNE_RETRY_MAX_SECONDS = 300.0
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -332,13 +336,14 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._nodes: dict[str, tuple[str | None, str | None]] = {}
         self._node_reads: dict[str, asyncio.Future[tuple[str | None, str | None]]] = {}
-        # Finished Pods to delete in one request per namespace: namespace -> names.
+        # Finished Pods queued for a batched delete: namespace -> names.
         self._prunes: dict[str, set[str]] = {}
         self._prune_at: float | None = None
         # Names sent in a batched delete lately, so a reconcile that runs before the
         # DELETED event arrives does not queue them again: (namespace, name) -> time sent.
         self._pruned: dict[tuple[str, str], float] = {}
         self._collection_deletes = True
+        self._prune_failures = 0
         self.last_tick = time.monotonic()
         self.last_watch_event = time.monotonic()
 
@@ -563,29 +568,62 @@ class Controller:
         task.add_done_callback(self._tasks.discard)
 
     async def _prune(self, batches: dict[str, set[str]]) -> None:
-        """Delete the queued Pods, one request per namespace and PRUNE_BATCH_SIZE names."""
+        """Delete the queued Pods, one request per namespace and PRUNE_BATCH_SIZE names.
+
+        A failed request puts its names back in the queue, due again after a delay
+        that doubles with each failure in a row. Pods of jobs that will not be
+        planned again soon (suspended, or due once a day) are thus still deleted.
+        """
         now = time.time()
         self._pruned = {
             key: sent for key, sent in self._pruned.items() if sent >= now - PRUNE_RESEND_SECONDS
         }
-        for namespace, names in batches.items():
-            ordered = sorted(names)
-            for start in range(0, len(ordered), PRUNE_BATCH_SIZE):
-                chunk = ordered[start : start + PRUNE_BATCH_SIZE]
-                try:
-                    await self._delete_pods(namespace, chunk)
-                except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as error:
-                    logger.warning(
-                        "deleting %d finished Pods in %s failed: %s; they are queued again "
-                        "when their ScheduledJobs are next planned",
-                        len(chunk),
-                        namespace,
-                        error,
-                    )
-                    continue
-                sent = time.time()
-                for name in chunk:
-                    self._pruned[(namespace, name)] = sent
+        # What is not deleted yet goes back to the queue if the task is cancelled, so the
+        # flush on a graceful stop still deletes it.
+        remaining = {namespace: set(names) for namespace, names in batches.items()}
+        try:
+            for namespace, names in batches.items():
+                ordered = sorted(names)
+                for start in range(0, len(ordered), PRUNE_BATCH_SIZE):
+                    chunk = ordered[start : start + PRUNE_BATCH_SIZE]
+                    # Marked before the request, so a reconcile meanwhile does not queue them.
+                    sent = time.time()
+                    for name in chunk:
+                        self._pruned[(namespace, name)] = sent
+                    try:
+                        await self._delete_pods(namespace, chunk)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as error:
+                        self._requeue_prunes(namespace, chunk, error)
+                    else:
+                        self._prune_failures = 0
+                    remaining[namespace].difference_update(chunk)
+        except asyncio.CancelledError:
+            for namespace, names in remaining.items():
+                if names:
+                    self._prunes.setdefault(namespace, set()).update(names)
+                    for name in names:
+                        self._pruned.pop((namespace, name), None)
+            raise
+
+    def _requeue_prunes(self, namespace: str, names: list[str], error: BaseException) -> None:
+        for name in names:
+            self._pruned.pop((namespace, name), None)
+        self._prunes.setdefault(namespace, set()).update(names)
+        delay = min(PRUNE_RETRY_SECONDS * 2**self._prune_failures, PRUNE_RETRY_MAX_SECONDS)
+        self._prune_failures += 1
+        due = time.time() + delay
+        if self._prune_at is None or due < self._prune_at:
+            self._prune_at = due
+            self._changed.set()
+        logger.warning(
+            "deleting %d finished Pods in %s failed: %s; retrying in %.0fs",
+            len(names),
+            namespace,
+            error,
+            delay,
+        )
 
     async def _delete_pods(self, namespace: str, names: list[str]) -> None:
         if self._collection_deletes:
@@ -827,7 +865,7 @@ class Controller:
             status = ScheduledJobStatus.model_validate_json(pending)
             try:
                 await self._write_status(record, status, pending)
-            except (ApiException, TimeoutError, OSError) as error:
+            except (ApiException, aiohttp.ClientError, TimeoutError, OSError) as error:
                 logger.warning(
                     "writing the batched status of %s/%s before stopping failed: %s",
                     record.namespace,

@@ -44,6 +44,8 @@ MERGE_PATCH = "application/merge-patch+json"
 # Lists are read in pages of this many items, which bounds the memory a start
 # needs: 1,000 ScheduledJobs in one response take about 10 MiB once decoded.
 LIST_PAGE_SIZE = 250
+# A field selector for Pods that are neither Pending nor Running.
+FINISHED_PODS = "status.phase!=Pending,status.phase!=Running"
 
 # Watch events of large objects can exceed aiohttp's default read buffer; etcd
 # takes requests of up to 1.5 MiB, so 2 MiB holds any object.
@@ -237,14 +239,18 @@ class KubeClient:
                 raise
 
     async def delete_pods_named(self, namespace: str, names: list[str]) -> None:
-        """Delete the Pods of ``names`` in one request, selected by their name label."""
+        """Delete the finished Pods of ``names`` in one request, selected by their name label.
+
+        The phase selector spares a Pending or Running Pod that carries one of the
+        names, such as a copy of a sked Pod made by hand.
+        """
         selector = f"{naming.LABEL_POD} in ({','.join(names)})"
         await self._call(
             "deletecollection",
             "DELETE",
             f"/api/v1/namespaces/{namespace}/pods",
             body={"propagationPolicy": "Background"},
-            query=[("labelSelector", selector)],
+            query=[("labelSelector", selector), ("fieldSelector", FINISHED_PODS)],
         )
 
     async def _list(self, path: str, query: list[tuple[str, Any]]) -> AsyncIterator[Any]:

@@ -1,8 +1,9 @@
 """Batched deletes of the finished Pods that history dropped.
 
 sked labels each Pod with its own name, so the Pods that many ScheduledJobs drop
-from history in the same second go in one deletecollection request per namespace.
-Pods made before that label existed are deleted one by one.
+from history in the same second share deletecollection requests (per namespace, 100
+names at most), which spare Pods that still run. Pods made before that label existed
+are deleted one by one.
 """
 
 from __future__ import annotations
@@ -34,12 +35,22 @@ from tests.integration.support import (
 pytestmark = pytest.mark.integration
 
 
-def plain_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+def plain_pod(name: str, labels: dict[str, str], *, finish: bool) -> dict[str, Any]:
+    annotations = {"kwok.sked.dev/succeed-after": "1s"} if finish else {}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]},
+    }
+
+
+def phases(jobs: Jobs, selector: str) -> dict[str, str]:
+    pods = jobs.core.list_namespaced_pod(jobs.namespace, label_selector=selector).items
+    return {
+        pod.metadata.name: pod.status.phase
+        for pod in pods
+        if pod.metadata.deletion_timestamp is None
     }
 
 
@@ -51,26 +62,36 @@ async def delete_named(kubeconfig: Path, namespace: str, names: list[str]) -> No
         await kube.close()
 
 
-def live_pod_names(jobs: Jobs, selector: str) -> set[str]:
-    pods = jobs.core.list_namespaced_pod(jobs.namespace, label_selector=selector).items
-    return {pod.metadata.name for pod in pods if pod.metadata.deletion_timestamp is None}
-
-
 def test_delete_pods_named_only_those(jobs: Jobs, local_cluster: LocalCluster) -> None:
-    names = [f"pruned-{index}" for index in range(4)]
-    for name in names:
+    finished = [f"pruned-{index}" for index in range(3)]
+    for name in finished:
         labels = {naming.LABEL_POD: name, "test": "pruning"}
-        jobs.core.create_namespaced_pod(jobs.namespace, plain_pod(name, labels))
+        jobs.core.create_namespaced_pod(jobs.namespace, plain_pod(name, labels, finish=True))
+    # A running Pod with a matching label, such as a copy made by hand, is spared.
+    running_labels = {naming.LABEL_POD: "pruned-running", "test": "pruning"}
+    jobs.core.create_namespaced_pod(
+        jobs.namespace, plain_pod("pruned-running", running_labels, finish=False)
+    )
     # A Pod without the label is never selected, whatever its name.
-    jobs.core.create_namespaced_pod(jobs.namespace, plain_pod("pruned-9", {"test": "pruning"}))
+    jobs.core.create_namespaced_pod(
+        jobs.namespace, plain_pod("pruned-9", {"test": "pruning"}, finish=True)
+    )
+    expected = {**dict.fromkeys([*finished, "pruned-9"], "Succeeded"), "pruned-running": "Running"}
+    wait_until(
+        lambda: phases(jobs, "test=pruning") == expected,
+        timeout=30,
+        message="4 Succeeded Pods and 1 Running Pod",
+    )
 
-    asyncio.run(delete_named(local_cluster.kubeconfig, jobs.namespace, [*names[:2], "pruned-9"]))
+    named = [*finished[:2], "pruned-9", "pruned-running"]
+    asyncio.run(delete_named(local_cluster.kubeconfig, jobs.namespace, named))
 
     wait_until(
-        lambda: live_pod_names(jobs, "test=pruning") == {*names[2:], "pruned-9"},
+        lambda: set(phases(jobs, "test=pruning")) == {finished[2], "pruned-9", "pruned-running"},
         timeout=15,
-        message="only the first two labelled Pods deleted",
+        message="only the first two finished labelled Pods deleted",
     )
+    assert phases(jobs, "test=pruning")["pruned-running"] == "Running"
 
 
 def test_pods_carry_name_label(jobs: Jobs, operator: OperatorProcess) -> None:
@@ -85,7 +106,7 @@ def test_pods_carry_name_label(jobs: Jobs, operator: OperatorProcess) -> None:
 
     def history_cut() -> bool:
         created = jobs.event_reasons("labelled").count("PodCreated")
-        live = live_pod_names(jobs, "sked.dev/scheduledjob=labelled")
+        live = set(phases(jobs, "sked.dev/scheduledjob=labelled"))
         return created >= 4 and len(live) <= 2
 
     wait_until(history_cut, timeout=30, message="4 runs with the older Pods deleted")
@@ -140,7 +161,7 @@ def test_prune_unlabelled_pod_deleted(jobs: Jobs, operator: OperatorProcess) -> 
         start_operator(operator)
 
     wait_until(
-        lambda: name not in live_pod_names(jobs, "sked.dev/scheduledjob=upgraded"),
+        lambda: name not in set(phases(jobs, "sked.dev/scheduledjob=upgraded")),
         timeout=20,
         message="the unlabelled Pod of the dropped run to be deleted",
     )

@@ -7,7 +7,9 @@ tested against a real API server in tests/integration/test_pruning.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import time
 from types import SimpleNamespace
 from typing import cast
 
@@ -22,16 +24,23 @@ SLOT = dt.datetime(2026, 5, 1, 11, 0, tzinfo=dt.UTC)
 
 
 class DeleteCalls:
-    """Fake KubeClient that records delete calls and can reject deletecollection with 403."""
+    """Fake KubeClient that records delete calls and can fail, block or reject them."""
 
     def __init__(self, *, forbid_collection: bool = False) -> None:
         self.forbid_collection = forbid_collection
+        self.fail_next = 0
+        self.block: asyncio.Event | None = None
         self.collections: list[tuple[str, list[str]]] = []
         self.single: list[tuple[str, str]] = []
 
     async def delete_pods_named(self, namespace: str, names: list[str]) -> None:
+        if self.block is not None:
+            await self.block.wait()
         if self.forbid_collection:
             raise ApiException(status=403, reason="Forbidden")
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ApiException(status=503, reason="Service Unavailable")
         self.collections.append((namespace, list(names)))
 
     async def delete_pod(self, namespace: str, name: str) -> None:
@@ -119,3 +128,43 @@ def test_prunes_full_batch_due_at_once():
     assert partial_due is not None
     assert controller._prune_at is not None
     assert controller._prune_at < partial_due
+
+
+def test_prunes_failed_request_queued_again():
+    calls = DeleteCalls()
+    controller = controller_with(calls)
+
+    async def scenario() -> None:
+        calls.fail_next = 1
+        await queue_and_flush(controller)
+
+    asyncio.run(scenario())
+
+    # The first namespace's request failed: its names wait for a retry after a delay.
+    assert controller._prunes == {"one": {"a1", "a2", "b1"}}
+    assert controller._prune_at is not None
+    assert controller._prune_at > time.time() + 3
+    assert calls.collections == [("two", ["c1"])]
+
+    asyncio.run(controller.flush())
+
+    assert calls.collections[-1] == ("one", ["a1", "a2", "b1"])
+    assert controller._prunes == {}
+
+
+def test_prunes_cancelled_delete_queued_again():
+    calls = DeleteCalls()
+    controller = controller_with(calls)
+
+    async def scenario() -> None:
+        calls.block = asyncio.Event()
+        task = asyncio.create_task(controller._prune({"one": {"a1", "b1"}}))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+    assert controller._prunes == {"one": {"a1", "b1"}}
+    assert calls.collections == []
