@@ -561,9 +561,13 @@ class Controller:
             self._prune_at = due
             self._changed.set()
 
-    def _start_prunes(self) -> None:
+    def _take_prunes(self) -> dict[str, set[str]]:
+        """Return the queued Pods and empty the queue."""
         batches, self._prunes, self._prune_at = self._prunes, {}, None
-        task = asyncio.create_task(self._prune(batches))
+        return batches
+
+    def _start_prunes(self) -> None:
+        task = asyncio.create_task(self._prune(self._take_prunes()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -855,8 +859,7 @@ class Controller:
     async def flush(self) -> None:
         """Write every batched status and delete queued Pods, before a graceful stop."""
         if self._prunes:
-            batches, self._prunes, self._prune_at = self._prunes, {}, None
-            await self._prune(batches)
+            await self._prune(self._take_prunes())
         records = [record for record in self.jobs.values() if record.pending_json]
         for record in records:
             pending = record.pending_json
