@@ -1,10 +1,10 @@
-"""The command line: ``python -m bench quick``, ``all [--only B2]`` and ``report FILE``.
+"""The command line: ``python -m bench quick``, ``all [--only B2]``, ``merge`` and ``report``.
 
 Every benchmark runs on a fresh local control plane in its own folder under ``--out``
 (default ``.local/bench/<UTC time>``), and its results are merged into
 ``<out>/results.json`` as soon as it ends, so an interrupted ``all`` keeps what it
-finished. ``report`` turns a results file into the tables and plots of
-docs/benchmarks.md.
+finished. ``merge`` pools the repetitions of several results files, and ``report``
+turns a results file into the tables and plots of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import merge, report
 from bench.cases import catch_up, create_latency, failover, idle, scheduled_runs
 from bench.procstat import machine
 from bench.rig import REPOSITORY, Rig
@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     full.add_argument(
         "--no-together", action="store_true", help="skip B1's run with both sides at once"
     )
+
+    pool = commands.add_parser(
+        "merge", help="pool the repetitions of several results files, oldest first"
+    )
+    pool.add_argument("results", type=Path, nargs="+")
+    pool.add_argument("--out", type=Path, required=True, help="merged results file to write")
 
     show = commands.add_parser(
         "report", help="print the tables of a results file and draw its plots"
@@ -190,6 +196,25 @@ def run_benchmarks(
     return results.path
 
 
+def _merge(files: list[Path], out: Path) -> int:
+    parts = []
+    for path in files:
+        try:
+            parts.append((path.as_posix(), json.loads(path.read_text())))
+        except (OSError, ValueError) as error:
+            print(f"failed to read results file {path}: {error}; check the path", file=sys.stderr)
+            return 2
+    try:
+        merged = merge.merge(parts)
+    except merge.MergeError as error:
+        print(error, file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=1, default=str))
+    print(f"merged {len(parts)} files into {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -198,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         print(report.render(json.loads(args.results.read_text()), plots=args.plots))
         return 0
+    if args.command == "merge":
+        return _merge(args.results, args.out)
     reps = args.reps
     if args.command == "quick":
         plan = {"quick": lambda rig: scheduled_runs.run_quick(rig, reps=reps)}

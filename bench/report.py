@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.merge import commits
 from bench.stats import percentile, ratio, spread
 from bench.workloads import CRONJOB, SKED
 
@@ -272,6 +273,9 @@ def render(results: dict[str, Any], *, plots: Path) -> str:
             continue
         if result.get("recovered"):
             lines.append(f"Recovered: {result['recovered']}.")
+        measured_at = commits(result)
+        if measured_at:
+            lines.append(f"Measured at commit {', '.join(measured_at)}.")
         lines += renderers[name](result, plots)
     return "\n".join(lines)
 
