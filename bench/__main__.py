@@ -133,14 +133,19 @@ def environment() -> dict[str, Any]:
             name: importlib.metadata.version(name)
             for name in ("kopf", "croniter", "kubernetes_asyncio", "pydantic")
         },
-        "sked_commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=REPOSITORY,
-            check=False,
-        ).stdout.strip(),
+        "sked_commit": current_commit(),
     }
+
+
+def current_commit() -> str:
+    """Return the short hash of the checked-out sked commit."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        check=False,
+    ).stdout.strip()
 
 
 class Results:
@@ -156,6 +161,9 @@ class Results:
         self._save()
 
     def add(self, name: str, result: dict[str, Any], *, started: float) -> None:
+        # The environment is written when the file is created, so a later invocation
+        # that adds to the file records its own commit here.
+        result["commit"] = current_commit()
         result["wall_seconds"] = round(time.time() - started, 1)
         result["load_average_after"] = machine()["load_average"]
         self.data["benchmarks"][name] = result

@@ -116,12 +116,15 @@ def merge(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         "benchmarks": {},
     }
     for label, results in parts:
-        commit = results["environment"].get("sked_commit", "unknown")
+        file_commit = results["environment"].get("sked_commit", "unknown")
         merged["commands"] += results.get("commands", [])
         merged["sources"].append(
-            {"file": label, "sked_commit": commit, "benchmarks": sorted(results["benchmarks"])}
+            {"file": label, "sked_commit": file_commit, "benchmarks": sorted(results["benchmarks"])}
         )
         for name, result in results["benchmarks"].items():
+            # A file that several invocations added to names the first one's commit in
+            # its environment, so a benchmark's own commit comes first.
+            commit = result.get("commit") or file_commit
             if name in merged["benchmarks"]:
                 merged["benchmarks"][name] = _merge_one(
                     name, merged["benchmarks"][name], result, commit

@@ -144,3 +144,19 @@ def test_merge_skips_failed_benchmark():
 def test_merge_without_files_fails():
     with pytest.raises(MergeError, match="missing results files"):
         merge([])
+
+
+def test_merge_prefers_benchmark_commit():
+    shared = results(
+        "aaa",
+        {
+            "B6": {"jobs": 1000, "outage_hours": 2.0, "reps": 1, "runs": [run("sked", 0, 1.0)]},
+            "B1": lag([run("sked", 0, 7.0)], {}),
+        },
+    )
+    shared["benchmarks"]["B1"]["commit"] = "ccc"
+
+    merged = merge([("shared.json", shared)])["benchmarks"]
+
+    assert commits(merged["B1"]) == ["ccc"]
+    assert commits(merged["B6"]) == ["aaa"]
