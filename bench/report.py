@@ -275,7 +275,7 @@ def render(results: dict[str, Any], *, plots: Path) -> str:
             lines.append(f"Recovered: {result['recovered']}.")
         measured_at = commits(result)
         if measured_at:
-            lines.append(f"Measured at commit {', '.join(measured_at)}.")
+            lines += [f"Measured at commit {', '.join(measured_at)}.", ""]
         lines += renderers[name](result, plots)
     return "\n".join(lines)
 
