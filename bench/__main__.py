@@ -160,10 +160,10 @@ class Results:
         self.data.setdefault("benchmarks", {})
         self._save()
 
-    def add(self, name: str, result: dict[str, Any], *, started: float) -> None:
+    def add(self, name: str, result: dict[str, Any], *, started: float, commit: str) -> None:
         # The environment is written when the file is created, so a later invocation
         # that adds to the file records its own commit here.
-        result["commit"] = current_commit()
+        result["commit"] = commit
         result["wall_seconds"] = round(time.time() - started, 1)
         result["load_average_after"] = machine()["load_average"]
         self.data["benchmarks"][name] = result
@@ -195,11 +195,14 @@ def run_benchmarks(
     for name, action in plan.items():
         logger.info("%s starting; results go to %s", name, results.path)
         started = time.time()
+        # The commit checked out at the start, since a long benchmark can outlast it.
+        commit = current_commit()
         try:
-            results.add(name, with_rig(folder / name, action), started=started)
+            results.add(name, with_rig(folder / name, action), started=started, commit=commit)
         except Exception as error:
             logger.exception("%s failed", name)
-            results.add(name, {"error": f"{type(error).__name__}: {error}"}, started=started)
+            failure = {"error": f"{type(error).__name__}: {error}"}
+            results.add(name, failure, started=started, commit=commit)
         logger.info("%s finished after %.0f s", name, time.time() - started)
     return results.path
 
