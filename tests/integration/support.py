@@ -216,7 +216,9 @@ def namespace(api_client: client.ApiClient, prefix: str = "it") -> Iterator[str]
         accounts = core.list_namespaced_service_account(name).items
         return any(account.metadata.name == "default" for account in accounts)
 
-    wait_until(has_default_account, timeout=30, message=f"ServiceAccount default in {name}")
+    # After an earlier test restarted the API server, this can take over a minute,
+    # because kube-controller-manager's watches back off while it is away.
+    wait_until(has_default_account, timeout=120, message=f"ServiceAccount default in {name}")
     try:
         yield name
     finally:

@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 # Generous against a loaded CI machine; a Stage normally lands within a second.
 TIMEOUT_SECONDS = 30.0
+# Time the scheduler and kube-controller-manager get to reconnect after a restart.
+RECONNECT_SECONDS = 150.0
 
 FAKE_NODES = {
     # name: (region, zone, instance type, cpu, memory)
@@ -393,9 +395,26 @@ def test_restarts_keep_data_and_readiness(
     assert new_pids["kube-apiserver"] != old_pids["kube-apiserver"]
     assert new_pids["kwok"] == old_pids["kwok"]
     assert core.read_namespaced_config_map("survivor", namespace).metadata.name == "survivor"
-    # The other components reconnect on their own: kwok still starts Pods.
+    # The other components reconnect on their own: the scheduler binds Pods and kwok
+    # starts them, and kube-controller-manager gives a new namespace its ServiceAccount.
+    # Their watches back off while the API server is away, so reconnecting has taken
+    # over a minute after two restarts in a row. Later tests rely on both components.
     core.create_namespaced_pod(namespace, make_pod("after-restart"))
-    wait_for("Pod after-restart Running", pod_in_phase(core, namespace, "after-restart", "Running"))
+    wait_for(
+        "Pod after-restart Running",
+        pod_in_phase(core, namespace, "after-restart", "Running"),
+        timeout=RECONNECT_SECONDS,
+    )
+    probe = f"{namespace}-probe"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probe)))
+    try:
+        wait_for(
+            f"ServiceAccount default in {probe}",
+            lambda: core.list_namespaced_service_account(probe).items,
+            timeout=RECONNECT_SECONDS,
+        )
+    finally:
+        core.delete_namespace(probe)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
