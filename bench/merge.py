@@ -3,9 +3,10 @@
 A full set of repetitions rarely fits in one sitting on a small machine, so the runs of
 a benchmark can come from separate invocations: ``python -m bench merge A B --out C``.
 Repetitions are appended and renumbered per side; B1's pooled lags and B5's trials are
-concatenated. B0 and B4 measure one curve each, so a later file replaces an earlier
-one. Every run keeps the commit it was measured at, and the merged file lists its
-sources, so a table can show which code each number comes from.
+concatenated. B4 results, which contain one run per side, become a list of runs. B0
+measures one curve, so a later file replaces an earlier one. Every run keeps the commit
+it was measured at, and the merged file lists its sources, so a table can show which
+code each number comes from.
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def _merge_one(name: str, old: dict[str, Any], new: dict[str, Any], commit: str)
             _append_runs(merged["runs"].setdefault(size, []), runs, commit)
         merged["sizes"] = sorted({*merged["sizes"], *new["sizes"]})
         merged["reps"] = max(_reps(runs) for runs in merged["runs"].values())
+    elif name == "B4":
+        _same_shape(name, old, new, ("sizes", "restarts", "settle_seconds", "idle_seconds"))
+        merged.pop("sides", None)
+        merged["runs"] = idle_runs(old)
+        _append_runs(merged["runs"], idle_runs(new), commit)
+        merged["reps"] = _reps(merged["runs"])
     elif name == "B5":
         _same_shape(name, old, new, ("jobs", "kill_before_due_seconds"))
         for side, trials in new["results"].items():
@@ -86,6 +93,20 @@ def _merge_one(name: str, old: dict[str, Any], new: dict[str, Any], commit: str)
         return _first(name, new, commit)
     merged["wall_seconds"] = round(old.get("wall_seconds", 0) + new.get("wall_seconds", 0), 1)
     return merged
+
+
+def idle_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return B4's runs: the merged list, or one run per side from a single invocation."""
+    if "runs" in result:
+        return copy.deepcopy(result["runs"])
+    runs = []
+    for side, run in copy.deepcopy(result["sides"]).items():
+        run.update(side=side, rep=0, together=False)
+        # Without a commit here, merging tags the run with its file's commit.
+        if result.get("commit"):
+            run["commit"] = result["commit"]
+        runs.append(run)
+    return runs
 
 
 def _first(name: str, result: dict[str, Any], commit: str) -> dict[str, Any]:

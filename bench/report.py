@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.merge import commits
+from bench.merge import commits, idle_runs
 from bench.stats import percentile, ratio, spread
 from bench.workloads import CRONJOB, SKED
 
@@ -281,9 +281,9 @@ def render(results: dict[str, Any], *, plots: Path) -> str:
 
 
 def _idle_table(result: dict[str, Any]) -> list[str]:
-    sides = result["sides"]
+    runs = idle_runs(result)
     lines = [HEADER]
-    empty_rss = {side: [sides[side]["empty"]["rss_mib"]] for side in sides}
+    empty_rss = _by_side(runs, lambda run: run["empty"]["rss_mib"])
     lines.append(
         _row("B4", "RSS with no objects, MiB", "rss", empty_rss[SKED], empty_rss[CRONJOB], 1)
     )
@@ -294,10 +294,12 @@ def _idle_table(result: dict[str, Any]) -> list[str]:
         ("restart to ready, s", "ready", 2, _ready),
     ]
     for index, size in enumerate(result["sizes"]):
-        at_size = {side: sides[side]["sizes"][index] for side in sides}
         for label, metric, digits, pick in metrics:
-            sked, cron = [pick(at_size[SKED])], [pick(at_size[CRONJOB])]
-            lines.append(_row("B4", f"{size} objects: {label}", metric, sked, cron, digits))
+            values: dict[str, list[float | None]] = {SKED: [], CRONJOB: []}
+            for run in runs:
+                values[run["side"]].append(pick(run["sizes"][index]))
+            row_label = f"{size} objects: {label}"
+            lines.append(_row("B4", row_label, metric, values[SKED], values[CRONJOB], digits))
     lines.append("\nRestart to ready is the median of the restarts at each size.")
     return lines
 

@@ -160,3 +160,54 @@ def test_merge_prefers_benchmark_commit():
 
     assert commits(merged["B1"]) == ["ccc"]
     assert commits(merged["B6"]) == ["aaa"]
+
+
+def idle(commit: str, sked_slope: float, cron_slope: float) -> dict[str, Any]:
+    def side(slope: float, ready: list[float]) -> dict[str, Any]:
+        row = {
+            "objects": 1000,
+            "restart_to_ready_seconds": ready,
+            "rss_mib": 100 + slope,
+            "idle_core_share": 0.01,
+            "rss_slope_mib_per_1000": slope,
+        }
+        return {"empty": {"rss_mib": 100.0, "idle_core_share": 0.0}, "sizes": [row]}
+
+    benchmark = {
+        "sizes": [1000],
+        "restarts": 3,
+        "settle_seconds": 20.0,
+        "idle_seconds": 30.0,
+        "sides": {"sked": side(sked_slope, [2.0, 4.0, 3.0]), "cronjob": side(cron_slope, [1.0])},
+    }
+    return results(commit, {"B4": benchmark})
+
+
+def test_merge_turns_idle_sides_into_runs(tmp_path: Path):
+    merged = merge(
+        [
+            ("a", idle("aaa", 16.0, 14.0)),
+            ("b", idle("bbb", 20.0, 12.0)),
+            ("c", idle("ccc", 18.0, 10.0)),
+        ]
+    )
+    result = merged["benchmarks"]["B4"]
+
+    assert "sides" not in result
+    assert result["reps"] == 3
+    sked = [(r["rep"], r["commit"]) for r in result["runs"] if r["side"] == "sked"]
+    assert sked == [(0, "aaa"), (1, "bbb"), (2, "ccc")]
+    text = report.render(merged, plots=tmp_path)
+    # Median slope over three runs: 18 for sked and 12 for CronJob, so 1.5.
+    assert "| 1000 objects: RSS slope, MiB per 1,000 | 18.00 [16.00–20.00] | 12.00" in text
+    assert "| 1.50 | target <= 2: met |" in text
+    # Each run's restart-to-ready median is 3 s for sked.
+    assert "| 1000 objects: restart to ready, s | 3.00 [3.00–3.00] |" in text
+
+
+def test_merge_rejects_idle_with_other_sizes():
+    other = idle("bbb", 20.0, 12.0)
+    other["benchmarks"]["B4"]["sizes"] = [10000]
+
+    with pytest.raises(MergeError, match="sizes"):
+        merge([("a", idle("aaa", 16.0, 14.0)), ("b", other)])
