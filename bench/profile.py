@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.audit import Window
-from bench.rig import SKED_USER, Rig
+from bench.rig import SKED_USER, Rig, SkedProcess
 from bench.scheduled import _create, next_minute, pods_of, wait_quiet
 from bench.workloads import SKED, daily_at_unused_hour, manifests, once_at, shapes
 
@@ -75,12 +75,18 @@ def _finish(spy: subprocess.Popen[bytes]) -> None:
     spy.wait(30)
 
 
-def run(rig: Rig, *, jobs: int, output: Path) -> dict[str, Any]:
-    namespace = "profile-sked"
+def _ready_sked(rig: Rig, namespace: str) -> SkedProcess:
+    """Create ``namespace`` and start sked on it; return once sked is ready."""
     rig.create_namespace(namespace)
     sked = rig.sked("sked-profile", [namespace])
     sked.start()
     sked.wait_ready()
+    return sked
+
+
+def run(rig: Rig, *, jobs: int, output: Path) -> dict[str, Any]:
+    namespace = "profile-sked"
+    sked = _ready_sked(rig, namespace)
     due = next_minute(time.time() + jobs / 150 + 20)
     schedule = once_at(dt.datetime.fromtimestamp(due, tz=dt.UTC))
     asyncio.run(_create(rig, manifests(SKED, namespace, shapes("p", jobs, schedule), "profile")))
@@ -101,10 +107,7 @@ def run(rig: Rig, *, jobs: int, output: Path) -> dict[str, Any]:
 def run_restart(rig: Rig, *, objects: int, output: Path) -> dict[str, Any]:
     """Create ``objects`` idle jobs, restart sked and profile it until it is ready."""
     namespace = "profile-restart"
-    rig.create_namespace(namespace)
-    sked = rig.sked("sked-profile", [namespace])
-    sked.start()
-    sked.wait_ready()
+    sked = _ready_sked(rig, namespace)
     daily = daily_at_unused_hour(dt.datetime.now(dt.UTC))
     window = Window(rig.cluster.audit_log_path, sked_users={SKED_USER}, namespaces={namespace})
     work = shapes("idle", objects, daily)
