@@ -3,10 +3,9 @@
 A full set of repetitions rarely fits in one sitting on a small machine, so the runs of
 a benchmark can come from separate invocations: ``python -m bench merge A B --out C``.
 Repetitions are appended and renumbered per side; B1's pooled lags and B5's trials are
-concatenated. B4 results, which contain one run per side, become a list of runs. B0
-measures one curve, so a later file replaces an earlier one. Every run keeps the commit
-it was measured at, and the merged file lists its sources, so a table can show which
-code each number comes from.
+concatenated. B0 and B4 results, which contain one run (per side), become a list of
+runs. Every run keeps the commit it was measured at, and the merged file lists its
+sources, so a table can show which code each number comes from.
 """
 
 from __future__ import annotations
@@ -76,6 +75,11 @@ def _merge_one(name: str, old: dict[str, Any], new: dict[str, Any], commit: str)
             _append_runs(merged["runs"].setdefault(size, []), runs, commit)
         merged["sizes"] = sorted({*merged["sizes"], *new["sizes"]})
         merged["reps"] = max(_reps(runs) for runs in merged["runs"].values())
+    elif name == "B0":
+        _same_shape(name, old, new, ("step_seconds",))
+        merged = {"step_seconds": old["step_seconds"], "runs": curve_runs(old)}
+        merged["runs"] += [{**run, "rep": len(merged["runs"])} for run in curve_runs(new, commit)]
+        merged["reps"] = len(merged["runs"])
     elif name == "B4":
         _same_shape(name, old, new, ("sizes", "restarts", "settle_seconds", "idle_seconds"))
         merged.pop("sides", None)
@@ -93,6 +97,20 @@ def _merge_one(name: str, old: dict[str, Any], new: dict[str, Any], commit: str)
         return _first(name, new, commit)
     merged["wall_seconds"] = round(old.get("wall_seconds", 0) + new.get("wall_seconds", 0), 1)
     return merged
+
+
+def curve_runs(result: dict[str, Any], commit: str | None = None) -> list[dict[str, Any]]:
+    """Return B0's runs: the merged list, or the single run of one invocation."""
+    if "runs" in result:
+        return copy.deepcopy(result["runs"])
+    run = {
+        "rep": 0,
+        "steps": copy.deepcopy(result["steps"]),
+        "p99_over_1s_at_rate": result["p99_over_1s_at_rate"],
+    }
+    if result.get("commit") or commit:
+        run["commit"] = result.get("commit") or commit
+    return [run]
 
 
 def idle_runs(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.merge import commits, idle_runs
+from bench.merge import commits, curve_runs, idle_runs
 from bench.stats import percentile, ratio, spread
 from bench.workloads import CRONJOB, SKED
 
@@ -211,23 +211,32 @@ def _quick(result: dict[str, Any], plots: Path) -> list[str]:
 
 
 def _create_latency(result: dict[str, Any], _plots: Path) -> list[str]:
+    # Sent, ok and errors are totals over the runs; the other columns are medians.
+    runs = curve_runs(result)
     lines = [
         "| rate /s | sent | ok | errors | p50, s | p99, s | achieved /s | loader core share |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for step in result["steps"]:
+    rates = sorted({step["rate"] for run in runs for step in run["steps"]})
+    for rate in rates:
+        steps = [step for run in runs for step in run["steps"] if step["rate"] == rate]
+        errors: dict[str, int] = {}
+        for step in steps:
+            for kind, count in (step["errors"] or {}).items():
+                errors[kind] = errors.get(kind, 0) + count
         cells = [
-            str(step["rate"]),
-            str(step["sent"]),
-            str(step["ok"]),
-            str(step["errors"] or ""),
-            _number(step["p50"], 3),
-            _number(step["p99"], 3),
-            _number(step["achieved_rate"], 0),
-            _number(step["loader_core_share"]),
+            str(rate),
+            str(sum(step["sent"] for step in steps)),
+            str(sum(step["ok"] for step in steps)),
+            str(errors or ""),
+            _cell([step["p50"] for step in steps], 3),
+            _cell([step["p99"] for step in steps], 3),
+            _cell([step["achieved_rate"] for step in steps], 0),
+            _cell([step["loader_core_share"] for step in steps]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\np99 passes 1 s at: {result['p99_over_1s_at_rate'] or 'no rate tried'}")
+    knees = [str(run["p99_over_1s_at_rate"] or "no rate tried") for run in runs]
+    lines.append(f"\np99 passes 1 s at: {', '.join(knees)}")
     return lines
 
 

@@ -211,3 +211,42 @@ def test_merge_rejects_idle_with_other_sizes():
 
     with pytest.raises(MergeError, match="sizes"):
         merge([("a", idle("aaa", 16.0, 14.0)), ("b", other)])
+
+
+def curve(commit: str, p99_at_400: float, knee: int | None) -> dict[str, Any]:
+    def step(rate: int, p99: float) -> dict[str, Any]:
+        return {
+            "rate": rate,
+            "sent": rate * 10,
+            "ok": rate * 10,
+            "errors": {},
+            "p50": 0.005,
+            "p99": p99,
+            "achieved_rate": float(rate),
+            "loader_core_share": 0.1,
+        }
+
+    steps = [step(100, 0.02), step(400, p99_at_400)]
+    benchmark = {"steps": steps, "p99_over_1s_at_rate": knee, "step_seconds": 10.0}
+    return results(commit, {"B0": benchmark})
+
+
+def test_merge_pools_create_latency_runs(tmp_path: Path):
+    merged = merge(
+        [
+            ("a", curve("aaa", 0.2, 800)),
+            ("b", curve("bbb", 0.4, None)),
+            ("c", curve("ccc", 0.3, 800)),
+        ]
+    )
+    result = merged["benchmarks"]["B0"]
+
+    assert [(run["rep"], run["commit"]) for run in result["runs"]] == [
+        (0, "aaa"),
+        (1, "bbb"),
+        (2, "ccc"),
+    ]
+    text = report.render(merged, plots=tmp_path)
+    # Totals of sent and ok over three runs, median p99 0.3 s with the range.
+    assert "| 400 | 12000 | 12000 |  | 0.005 [0.005–0.005] | 0.300 [0.200–0.400] |" in text
+    assert "p99 passes 1 s at: 800, no rate tried, 800" in text
