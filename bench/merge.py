@@ -77,9 +77,7 @@ def _merge_one(name: str, old: dict[str, Any], new: dict[str, Any], commit: str)
         merged["reps"] = max(_reps(runs) for runs in merged["runs"].values())
     elif name == "B0":
         _same_shape(name, old, new, ("step_seconds",))
-        merged = {"step_seconds": old["step_seconds"], "runs": curve_runs(old)}
-        merged["runs"] += [{**run, "rep": len(merged["runs"])} for run in curve_runs(new, commit)]
-        merged["reps"] = len(merged["runs"])
+        merged = _merge_curves(old, new, commit)
     elif name == "B4":
         _same_shape(name, old, new, ("sizes", "restarts", "settle_seconds", "idle_seconds"))
         merged.pop("sides", None)
@@ -99,7 +97,18 @@ def _merge_one(name: str, old: dict[str, Any], new: dict[str, Any], commit: str)
     return merged
 
 
-def curve_runs(result: dict[str, Any], commit: str | None = None) -> list[dict[str, Any]]:
+def _merge_curves(old: dict[str, Any], new: dict[str, Any], commit: str) -> dict[str, Any]:
+    """Return B0's runs of ``old`` followed by those of ``new``, numbered on."""
+    merged = {"step_seconds": old["step_seconds"], "runs": curve_runs(old)}
+    for run in curve_runs(new):
+        run["rep"] = len(merged["runs"])
+        run.setdefault("commit", commit)
+        merged["runs"].append(run)
+    merged["reps"] = len(merged["runs"])
+    return merged
+
+
+def curve_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Return B0's runs: the merged list, or the single run of one invocation."""
     if "runs" in result:
         return copy.deepcopy(result["runs"])
@@ -108,8 +117,9 @@ def curve_runs(result: dict[str, Any], commit: str | None = None) -> list[dict[s
         "steps": copy.deepcopy(result["steps"]),
         "p99_over_1s_at_rate": result["p99_over_1s_at_rate"],
     }
-    if result.get("commit") or commit:
-        run["commit"] = result.get("commit") or commit
+    # Without a commit here, merging tags the run with its file's commit.
+    if result.get("commit"):
+        run["commit"] = result["commit"]
     return [run]
 
 

@@ -76,7 +76,7 @@ def _finish(spy: subprocess.Popen[bytes]) -> None:
 
 
 def _ready_sked(rig: Rig, namespace: str) -> SkedProcess:
-    """Create ``namespace`` and start sked on it; return once sked is ready."""
+    """Create ``namespace``, start sked on it and return sked once it is ready."""
     rig.create_namespace(namespace)
     sked = rig.sked("sked-profile", [namespace])
     sked.start()
@@ -112,7 +112,7 @@ def run_restart(rig: Rig, *, objects: int, output: Path) -> dict[str, Any]:
     window = Window(rig.cluster.audit_log_path, sked_users={SKED_USER}, namespaces={namespace})
     work = shapes("idle", objects, daily)
     asyncio.run(_create(rig, manifests(SKED, namespace, work, "profile")))
-    # sked writes each new object's status once; the restart starts from idle.
+    # sked writes each new object's status once, so wait for that before the restart.
     wait_quiet({SKED: window}, timeout=900)
     sked.stop()
     sked = rig.sked("sked-profile-restart", [namespace])

@@ -211,7 +211,7 @@ def _quick(result: dict[str, Any], plots: Path) -> list[str]:
 
 
 def _create_latency(result: dict[str, Any], _plots: Path) -> list[str]:
-    # Sent, ok and errors are totals over the runs; the other columns are medians.
+    # Sent, ok and errors are totals over the runs, and the other columns are medians.
     runs = curve_runs(result)
     lines = [
         "| rate /s | sent | ok | errors | p50, s | p99, s | achieved /s | loader core share |",
